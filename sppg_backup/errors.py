@@ -1,0 +1,25 @@
+"""One exception hierarchy; every message is written for the on-call engineer."""
+
+
+class BackupError(Exception):
+    """Base of every error this tool raises on purpose."""
+
+
+class ConfigError(BackupError):
+    """A setting is missing or wrong; fixing the configuration is the only remedy."""
+
+
+class TransientError(BackupError):
+    """Worth retrying: network hiccups, timeouts, a database that is restarting."""
+
+
+class PermanentError(BackupError):
+    """Retrying cannot help: bad credentials, checksum mismatch, missing tools."""
+
+
+class NotFoundError(PermanentError):
+    """The object, backup or database asked for does not exist."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TransientError)

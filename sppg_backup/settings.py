@@ -1,0 +1,184 @@
+"""One Settings object, read from SPPG_BACKUP_* variables and an optional TOML file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .errors import ConfigError
+
+ENV_PREFIX = "SPPG_BACKUP_"
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the flows need; validated once at start."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    database_url: str = "postgresql://postgres@localhost:5432/erp_sppg"
+    storage_url: str = "file:///var/lib/sppg-backup/storage"
+    local_dir: Path | None = Path("/backups")
+    local_retention_days: int = Field(30, ge=1)
+    cloud_retention_days: int = Field(365, ge=1)
+    compression: Literal["zstd", "gzip"] = "zstd"
+    compression_level: int | None = Field(None, ge=1, le=19)
+    encryption: bool = True
+    age_recipients: CommaList = []
+    age_identity_file: Path | None = None
+    notify_urls: CommaList = []
+    metrics_file: Path | None = None
+    pushgateway_url: str | None = None
+    audit_log: Path | None = None
+    timezone: str = "Asia/Jakarta"
+    pg_bin_dir: Path | None = None
+    gcp_credentials_block: str | None = None
+    gcp_service_account_file: Path | None = None
+    gcp_project: str | None = None
+
+    _split = field_validator("age_recipients", "notify_urls", mode="before")(_split_commas)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must start with postgresql://")
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "file" and parts.path.startswith("/"):
+            return value
+        if parts.scheme == "gs" and parts.netloc:
+            return value
+        raise ValueError("must be file:///absolute/path or gs://bucket/prefix")
+
+    @field_validator("age_recipients")
+    @classmethod
+    def _check_recipients(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if not key.startswith("age1"):
+                raise ValueError(f"{key[:12]}... is not an age public key (age1...)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    def require_recipients(self) -> list[str]:
+        """Recipients for a new backup; checked when backing up, so `list` works without keys."""
+        if self.encryption and not self.age_recipients:
+            raise ConfigError(
+                "bad setting SPPG_BACKUP_AGE_RECIPIENTS: empty while encryption is on; add an age public "
+                "key (age-keygen -y key.txt), or set SPPG_BACKUP_ENCRYPTION=false to store backups unencrypted"
+            )
+        return self.age_recipients if self.encryption else []
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def audit_path(self) -> Path | None:
+        if self.audit_log is not None:
+            return self.audit_log
+        return self.local_dir / "audit.jsonl" if self.local_dir else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        config_file = _CONFIG_FILE.get("path")
+        if config_file is not None:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=config_file),)
+        return sources
+
+
+_CONFIG_FILE: dict[str, Path | None] = {}
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from overrides, environment, then the TOML file; raise ConfigError naming the bad one."""
+    path = config_file or os.environ.get(ENV_PREFIX + "CONFIG") or None
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    _CONFIG_FILE["path"] = Path(path) if path else None
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except ValueError as exc:  # a TOML file that does not parse
+        raise ConfigError(f"config file {path}: {exc}") from None
+    finally:
+        _CONFIG_FILE["path"] = None
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if field:
+        return f"bad setting {ENV_PREFIX}{field.upper()}: {message}"
+    return f"bad settings: {message}"
+
+
+SECRET_FIELDS = ("database_url", "notify_urls", "pushgateway_url")
+
+
+def mask_url(url: str) -> str:
+    """Hide the password (and tokens in apprise URLs) of a URL."""
+    parts = urlsplit(url)
+    if not parts.scheme:
+        return "***"
+    if parts.password:
+        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
+        url = url.replace(parts.netloc, netloc, 1)
+    if parts.scheme not in ("postgresql", "postgres", "http", "https", "file", "gs"):
+        # apprise URLs carry tokens in the path: keep only the service name.
+        return f"{parts.scheme}://***"
+    return url
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain values, secrets masked, for `config show`."""
+    shown: dict[str, Any] = {}
+    for name, value in settings.model_dump().items():
+        if name == "database_url" or name == "pushgateway_url" and value:
+            value = mask_url(value)
+        elif name == "notify_urls":
+            value = [mask_url(url) for url in value]
+        elif isinstance(value, Path):
+            value = str(value)
+        shown[name] = value
+    return shown

@@ -1,0 +1,83 @@
+"""The one storage interface every backend implements, and the object info it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO, Protocol
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    updated: datetime
+    sha256: str | None = None
+
+
+class Upload(Protocol):
+    """A write in progress: invisible until commit(), gone after abort()."""
+
+    def write(self, data: bytes | memoryview) -> int: ...
+
+    def commit(self) -> ObjectInfo: ...
+
+    def abort(self) -> None: ...
+
+
+class Storage(Protocol):
+    """Put from a stream, open for reading, stat, list by prefix, delete."""
+
+    url: str
+
+    def open_write(self, key: str) -> Upload: ...
+
+    def open_read(self, key: str) -> BinaryIO: ...
+
+    def stat(self, key: str) -> ObjectInfo: ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def describe(self, key: str) -> str:
+        """Where a key lives, as a person would type it (file:///..., gs://...)."""
+        ...
+
+
+def put(storage: Storage, key: str, stream: BinaryIO) -> ObjectInfo:
+    """Copy a readable stream into storage; nothing is visible unless all of it was written."""
+    upload = storage.open_write(key)
+    try:
+        while chunk := stream.read(CHUNK):
+            upload.write(chunk)
+    except BaseException:
+        upload.abort()
+        raise
+    return upload.commit()
+
+
+def put_bytes(storage: Storage, key: str, data: bytes) -> ObjectInfo:
+    upload = storage.open_write(key)
+    try:
+        upload.write(data)
+    except BaseException:
+        upload.abort()
+        raise
+    return upload.commit()
+
+
+def get_bytes(storage: Storage, key: str) -> bytes:
+    with storage.open_read(key) as stream:
+        return stream.read()
+
+
+def check_key(key: str) -> str:
+    """Keys are relative '/'-separated paths; reject anything that could escape the root."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"invalid storage key {key!r}")
+    return key

@@ -1,0 +1,168 @@
+"""gs:// backend on google-cloud-storage: resumable uploads, size and crc32c checked after each put."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
+
+import google_crc32c
+import requests
+from google.api_core import exceptions as gexc
+from google.cloud import storage as gcs
+
+from ..errors import NotFoundError, PermanentError, TransientError
+from .base import ObjectInfo, check_key
+
+UPLOAD_CHUNK = 16 << 20  # resumable upload chunk: a multiple of 256 KiB, held in memory while sent
+PERMANENT = (gexc.Unauthorized, gexc.Forbidden, gexc.RequestRangeNotSatisfiable, gexc.BadRequest)
+
+
+def make_client(credentials: Any = None, project: str | None = None) -> gcs.Client:
+    """The one place a GCS client is made: emulator, given credentials, or application default."""
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return gcs.Client(project=project or "emulator", credentials=AnonymousCredentials())
+    if credentials is not None:
+        return gcs.Client(project=project or getattr(credentials, "project_id", None), credentials=credentials)
+    try:
+        return gcs.Client(project=project)
+    except Exception as exc:  # google.auth.exceptions.DefaultCredentialsError and friends
+        raise PermanentError(
+            "no Google Cloud credentials: set SPPG_BACKUP_GCP_CREDENTIALS_BLOCK (a prefect-gcp GcpCredentials "
+            f"block), SPPG_BACKUP_GCP_SERVICE_ACCOUNT_FILE, or application default credentials ({exc})"
+        ) from None
+
+
+def credentials_from_file(path: str) -> Any:
+    from google.oauth2 import service_account
+
+    try:
+        return service_account.Credentials.from_service_account_file(path)
+    except (OSError, ValueError) as exc:
+        raise PermanentError(f"cannot read service account key {path}: {exc}") from None
+
+
+def translate(exc: Exception, what: str) -> Exception:
+    """Map a client error to our kinds: 401/403/404/416 and bad requests are permanent."""
+    if isinstance(exc, gexc.NotFound):
+        return NotFoundError(f"{what}: not found")
+    if isinstance(exc, gexc.Forbidden | gexc.Unauthorized):
+        return PermanentError(f"{what}: access denied ({exc.code}); check the service account's bucket roles")
+    if isinstance(exc, PERMANENT):
+        return PermanentError(f"{what}: {exc}")
+    return TransientError(f"{what}: {exc}")
+
+
+CLIENT_ERRORS = (gexc.GoogleAPIError, requests.RequestException, ConnectionError, TimeoutError)
+
+
+class GcsUpload:
+    def __init__(self, storage: GcsStorage, key: str) -> None:
+        self._storage = storage
+        self._key = key
+        self._blob = storage.bucket.blob(storage.name(key))
+        self._what = storage.describe(key)
+        self._crc = google_crc32c.Checksum()
+        self._sha = hashlib.sha256()
+        self._size = 0
+        self._writer = self._blob.open("wb", chunk_size=UPLOAD_CHUNK, ignore_flush=True)
+
+    def write(self, data: bytes | memoryview) -> int:
+        try:
+            self._writer.write(data)
+        except CLIENT_ERRORS as exc:
+            self.abort()
+            raise translate(exc, f"cannot upload {self._what}") from exc
+        self._crc.update(bytes(data))
+        self._sha.update(data)
+        self._size += len(data)
+        return len(data)
+
+    def commit(self) -> ObjectInfo:
+        try:
+            self._writer.close()
+            self._blob.reload()
+        except CLIENT_ERRORS as exc:
+            self.abort()
+            raise translate(exc, f"cannot upload {self._what}") from exc
+        expected = base64.b64encode(self._crc.digest()).decode()
+        if self._blob.size != self._size or self._blob.crc32c != expected:
+            self._storage.delete(self._key)
+            raise PermanentError(
+                f"{self._what}: stored object does not match what was sent "
+                f"({self._blob.size} bytes crc32c {self._blob.crc32c}, sent {self._size} bytes crc32c {expected}); "
+                "it was deleted"
+            )
+        self._blob.metadata = {"sha256": self._sha.hexdigest()}
+        try:
+            self._blob.patch()
+        except CLIENT_ERRORS as exc:
+            self._storage.delete(self._key)
+            raise translate(exc, f"cannot upload {self._what}") from exc
+        return self._storage.info(self._key, self._blob)
+
+    def abort(self) -> None:
+        try:
+            self._writer.terminate()
+        except CLIENT_ERRORS:
+            pass  # an unfinished resumable upload expires on its own and is never visible
+
+
+class GcsStorage:
+    """A bucket and an optional prefix as object storage."""
+
+    def __init__(self, url: str, client: gcs.Client) -> None:
+        rest = url.removeprefix("gs://")
+        bucket, _, prefix = rest.partition("/")
+        self.url = url
+        self.client = client
+        self.bucket = client.bucket(bucket)
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    def name(self, key: str) -> str:
+        """The one place object names are built from keys."""
+        return self.prefix + check_key(key)
+
+    def describe(self, key: str) -> str:
+        return f"gs://{self.bucket.name}/{self.name(key)}"
+
+    def info(self, key: str, blob: Any) -> ObjectInfo:
+        updated = blob.updated or datetime.now(UTC)
+        return ObjectInfo(key, int(blob.size or 0), updated, (blob.metadata or {}).get("sha256"))
+
+    def open_write(self, key: str) -> GcsUpload:
+        return GcsUpload(self, key)
+
+    def open_read(self, key: str) -> BinaryIO:
+        blob = self.bucket.blob(self.name(key))
+        try:
+            blob.reload()
+            return blob.open("rb", chunk_size=UPLOAD_CHUNK)  # type: ignore[no-any-return]
+        except CLIENT_ERRORS as exc:
+            raise translate(exc, f"cannot read {self.describe(key)}") from exc
+
+    def stat(self, key: str) -> ObjectInfo:
+        blob = self.bucket.blob(self.name(key))
+        try:
+            blob.reload()
+        except CLIENT_ERRORS as exc:
+            raise translate(exc, f"cannot stat {self.describe(key)}") from exc
+        return self.info(key, blob)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        try:
+            for blob in self.client.list_blobs(self.bucket, prefix=self.prefix + prefix):
+                yield self.info(blob.name[len(self.prefix) :], blob)
+        except CLIENT_ERRORS as exc:
+            raise translate(exc, f"cannot list gs://{self.bucket.name}/{self.prefix}{prefix}") from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self.bucket.blob(self.name(key)).delete()
+        except CLIENT_ERRORS as exc:
+            raise translate(exc, f"cannot delete {self.describe(key)}") from exc

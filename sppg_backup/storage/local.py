@@ -1,0 +1,136 @@
+"""file:// backend: atomic writes (temporary name, fsync, rename) into a directory."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import NotFoundError, PermanentError, TransientError
+from .base import CHUNK, ObjectInfo, check_key
+
+PARTIAL_MARK = ".partial-"
+
+
+def _os_error(exc: OSError, what: str) -> Exception:
+    if exc.errno == errno.ENOSPC:
+        return PermanentError(f"{what}: no space left on device")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermanentError(f"{what}: permission denied ({exc.strerror})")
+    if exc.errno == errno.ENOENT:
+        return NotFoundError(f"{what}: does not exist")
+    return TransientError(f"{what}: {exc.strerror}")
+
+
+class LocalUpload:
+    def __init__(self, storage: LocalStorage, key: str) -> None:
+        self._final = storage.path(key)
+        self._key = key
+        self._what = storage.describe(key)
+        self._temp = self._final.with_name(f".{self._final.name}{PARTIAL_MARK}{uuid.uuid4().hex[:8]}")
+        self._sha = hashlib.sha256()
+        self._size = 0
+        try:
+            self._final.parent.mkdir(parents=True, exist_ok=True)
+            self._file: BinaryIO = open(self._temp, "xb")  # noqa: SIM115 - closed in commit/abort
+        except OSError as exc:
+            raise _os_error(exc, f"cannot write {self._what}") from exc
+
+    def write(self, data: bytes | memoryview) -> int:
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            self.abort()
+            raise _os_error(exc, f"cannot write {self._what}") from exc
+        self._sha.update(data)
+        self._size += len(data)
+        return len(data)
+
+    def commit(self) -> ObjectInfo:
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            written = self._temp.stat().st_size
+            if written != self._size:
+                raise PermanentError(f"{self._what}: wrote {written} bytes, expected {self._size}")
+            os.replace(self._temp, self._final)
+            _fsync_dir(self._final.parent)
+        except OSError as exc:
+            self.abort()
+            raise _os_error(exc, f"cannot write {self._what}") from exc
+        except BaseException:
+            self.abort()
+            raise
+        mtime = datetime.fromtimestamp(self._final.stat().st_mtime, UTC)
+        return ObjectInfo(self._key, self._size, mtime, self._sha.hexdigest())
+
+    def abort(self) -> None:
+        self._file.close()
+        self._temp.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStorage:
+    """A directory as object storage; keys map to paths below the root."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.url = self.root.as_uri()
+
+    def path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def describe(self, key: str) -> str:
+        return str(self.path(key))
+
+    def open_write(self, key: str) -> LocalUpload:
+        return LocalUpload(self, key)
+
+    def open_read(self, key: str) -> BinaryIO:
+        try:
+            return open(self.path(key), "rb")  # noqa: SIM115 - the caller closes it
+        except OSError as exc:
+            raise _os_error(exc, f"cannot read {self.describe(key)}") from exc
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Size and mtime, and sha256 read from the bytes on disk (this backend keeps no checksum)."""
+        digest = hashlib.sha256()
+        with self.open_read(key) as stream:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+            size = os.fstat(stream.fileno()).st_size
+            mtime = datetime.fromtimestamp(os.fstat(stream.fileno()).st_mtime, UTC)
+        return ObjectInfo(key, size, mtime, digest.hexdigest())
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        if not self.root.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if PARTIAL_MARK in name:
+                    continue
+                full = Path(dirpath) / name
+                key = full.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    st = full.stat()
+                    yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def delete(self, key: str) -> None:
+        try:
+            self.path(key).unlink()
+        except OSError as exc:
+            raise _os_error(exc, f"cannot delete {self.describe(key)}") from exc
