@@ -17,7 +17,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .errors import ConfigError
+from .errors import ConfigError, PermanentError
 
 ENV_PREFIX = "SPPG_BACKUP_"
 CommaList = Annotated[list[str], NoDecode]
@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     audit_log: Path | None = None
     timezone: str = "Asia/Jakarta"
     pg_bin_dir: Path | None = None
+    retries: int = Field(3, ge=0)
+    retry_delay_seconds: float = Field(10.0, ge=0)
     gcp_credentials_block: str | None = None
     gcp_service_account_file: Path | None = None
     gcp_project: str | None = None
@@ -93,7 +95,7 @@ class Settings(BaseSettings):
     def require_recipients(self) -> list[str]:
         """Recipients for a new backup; checked when backing up, so `list` works without keys."""
         if self.encryption and not self.age_recipients:
-            raise ConfigError(
+            raise PermanentError(
                 "bad setting SPPG_BACKUP_AGE_RECIPIENTS: empty while encryption is on; add an age public "
                 "key (age-keygen -y key.txt), or set SPPG_BACKUP_ENCRYPTION=false to store backups unencrypted"
             )

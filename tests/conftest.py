@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import threading
 import sys
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +60,110 @@ def gcs_bucket_url(gcs_emulator: str) -> str:
     name = "test-" + uuid.uuid4().hex[:12]
     make_client().create_bucket(name)
     return f"gs://{name}/backups"
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """A throwaway PostgreSQL server (initdb on a free port) for the whole session."""
+    from sppg_backup.sandbox import Cluster
+
+    cluster = Cluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def erp_database(postgres_cluster: Any) -> str:
+    """The sample ERP database (about 2 MB); tests must not change it. Returns its URL."""
+    from sppg_backup.sandbox import fill_sample
+
+    url = postgres_cluster.create_database("erp_sppg")
+    fill_sample(url, scale=1)
+    return str(url)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One temporary Prefect server for the session (SQLite); flows called in tests report to it."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield str(PREFECT_API_URL.value())
+
+
+class Webhook:
+    """A real HTTP receiver on loopback, standing in for Slack: apprise json:// posts land here."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        handler = self._handler()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/hook"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        messages = self.messages
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                messages.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture(scope="session")
+def webhook_server() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.server.shutdown()
+
+
+@pytest.fixture
+def webhook(webhook_server: Webhook) -> Webhook:
+    webhook_server.messages.clear()
+    return webhook_server
+
+
+@pytest.fixture(scope="session")
+def age_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A private key file and its public key, made like age-keygen does."""
+    from sppg_backup.crypto import generate_key_file
+
+    path = tmp_path_factory.mktemp("keys") / "key.txt"
+    return path, generate_key_file(path)
+
+
+@pytest.fixture
+def backup_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, erp_database: str, age_key: tuple[Path, str], webhook: Webhook
+) -> dict[str, str]:
+    """SPPG_BACKUP_* for a backup of the sample database to file:// storage, with a local copy."""
+    env = {
+        "DATABASE_URL": erp_database,
+        "STORAGE_URL": (tmp_path / "storage").as_uri(),
+        "LOCAL_DIR": str(tmp_path / "local"),
+        "AGE_RECIPIENTS": age_key[1],
+        "AGE_IDENTITY_FILE": str(age_key[0]),
+        "NOTIFY_URLS": webhook.url,
+        "METRICS_FILE": str(tmp_path / "metrics" / "backup.prom"),
+        "AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+        "RETRIES": "2",
+        "RETRY_DELAY_SECONDS": "0",
+    }
+    for name in list(os.environ):
+        if name.startswith("SPPG_BACKUP_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv("SPPG_BACKUP_" + name, value)
+    return env

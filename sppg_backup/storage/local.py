@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -15,6 +16,14 @@ from ..errors import NotFoundError, PermanentError, TransientError
 from .base import CHUNK, ObjectInfo, check_key
 
 PARTIAL_MARK = ".partial-"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _os_error(exc: OSError, what: str) -> Exception:
@@ -59,6 +68,7 @@ class LocalUpload:
             written = self._temp.stat().st_size
             if written != self._size:
                 raise PermanentError(f"{self._what}: wrote {written} bytes, expected {self._size}")
+            _set_sha256(self._temp, self._sha.hexdigest())
             os.replace(self._temp, self._final)
             _fsync_dir(self._final.parent)
         except OSError as exc:
@@ -73,6 +83,15 @@ class LocalUpload:
     def abort(self) -> None:
         self._file.close()
         self._temp.unlink(missing_ok=True)
+
+
+SHA256_XATTR = "user.sppg.sha256"
+
+
+def _set_sha256(path: Path, digest: str) -> None:
+    """Keep the checksum with the file, so stat() need not read it; not every filesystem allows this."""
+    with contextlib.suppress(OSError):
+        os.setxattr(path, SHA256_XATTR, digest.encode())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -106,14 +125,16 @@ class LocalStorage:
             raise _os_error(exc, f"cannot read {self.describe(key)}") from exc
 
     def stat(self, key: str) -> ObjectInfo:
-        """Size and mtime, and sha256 read from the bytes on disk (this backend keeps no checksum)."""
-        digest = hashlib.sha256()
-        with self.open_read(key) as stream:
-            while chunk := stream.read(CHUNK):
-                digest.update(chunk)
-            size = os.fstat(stream.fileno()).st_size
-            mtime = datetime.fromtimestamp(os.fstat(stream.fileno()).st_mtime, UTC)
-        return ObjectInfo(key, size, mtime, digest.hexdigest())
+        """Size, mtime and the sha256 recorded when written (hashed from disk if none was recorded)."""
+        path = self.path(key)
+        try:
+            st = path.stat()
+            digest = os.getxattr(path, SHA256_XATTR).decode()
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                raise _os_error(exc, f"cannot stat {self.describe(key)}") from exc
+            digest = file_sha256(path)
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), digest)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         if not self.root.is_dir():

@@ -1,0 +1,1 @@
+"""Deployment entrypoints: serve everything from one process, or use prefect.yaml with a work pool."""

@@ -1,0 +1,40 @@
+"""backup-database: the guide's daily 03:00 WIB database backup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from sppg_backup.settings import load_settings
+from tasks.backup import (
+    check_database,
+    dump_database,
+    prune_backups,
+    publish_backup,
+    report_failure,
+    report_success,
+    summary,
+)
+from tasks.common import retrying
+
+
+@flow(name="backup-database", description="Dump, compress, encrypt, checksum, upload, prune, notify.")
+def backup_database(config_file: str | None = None) -> dict[str, Any]:
+    settings = load_settings(config_file)
+    listed = None
+    try:
+        retrying(check_database, settings)(settings)
+        # 1-2, 4. Create the dump, compress, encrypt and upload it: one streamed pass.
+        manifest = retrying(dump_database, settings)(settings)
+        # 3. Verify backup integrity (size and sha256 of every copy), then list it.
+        listed = retrying(publish_backup, settings)(settings, manifest)
+        # 5. Clean old backups (>30 days local, >365 days cloud).
+        pruned = retrying(prune_backups, settings)(settings)
+    except BaseException as error:
+        # 6. Send notification (failure).
+        report_failure(settings, error, listed)
+        raise
+    # 6. Send notification (success).
+    report_success(settings, listed, pruned)
+    return summary(listed)

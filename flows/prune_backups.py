@@ -1,0 +1,19 @@
+"""prune-backups: apply retention on its own (the backup flow also prunes after each backup)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from prefect import flow
+
+from sppg_backup.settings import load_settings
+from tasks.backup import prune_backups as prune_task
+from tasks.common import retrying
+
+
+@flow(name="prune-backups", description="Delete backups past retention; never the newest good one.")
+def prune_backups(dry_run: bool = False, config_file: str | None = None) -> list[dict[str, Any]]:
+    settings = load_settings(config_file)
+    results = retrying(prune_task, settings)(settings, dry_run)
+    return [asdict(result) for result in results]

@@ -1,0 +1,128 @@
+"""The daily database backup: one streamed pass pg_dump -> compress -> encrypt -> sha256 -> every copy."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import __version__, crypto, postgres, streams
+from .catalog import Manifest, Source, data_key, manifest_key, new_backup_id, write_manifest
+from .errors import NotFoundError, PermanentError
+from .settings import Settings
+from .storage import Storage, open_storage
+from .storage.local import LocalStorage
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """Where backups go: the configured storage (the truth) and the optional local copy."""
+
+    storage: Storage
+    local: Storage | None
+
+    @property
+    def all(self) -> list[Storage]:
+        return [self.storage] + ([self.local] if self.local is not None else [])
+
+
+def open_destinations(settings: Settings, credentials: Any = None) -> Destinations:
+    storage = open_storage(settings.storage_url, credentials, settings.gcp_project)
+    local = LocalStorage(settings.local_dir) if settings.local_dir else None
+    if local is not None and local.url.rstrip("/") == storage.url.rstrip("/"):
+        local = None  # the storage already is this directory: one copy, not two of the same file
+    return Destinations(storage, local)
+
+
+def check_source(settings: Settings) -> postgres.ServerInfo:
+    """The database answers and a pg_dump new enough for it is installed."""
+    info = postgres.server_info(settings.database_url)
+    postgres.find_tool("pg_dump", info.major, settings.pg_bin_dir)
+    return info
+
+
+def reserve_id(storage: Storage, now: datetime) -> str:
+    """A backup id for `now`, moved on by a second while an earlier backup holds it."""
+    moment = now
+    while True:
+        backup_id = new_backup_id(moment)
+        try:
+            storage.stat(manifest_key("db", backup_id))
+        except NotFoundError:
+            return backup_id
+        moment += timedelta(seconds=1)
+
+
+def dump(settings: Settings, dest: Destinations, backup_id: str, who: dict[str, str] | None = None) -> Manifest:
+    """Dump, compress, encrypt and store every copy in one pass; returns the manifest, not yet published.
+
+    Nothing becomes visible unless pg_dump and every copy finished; then each copy's size and sha256 agree.
+    """
+    recipients = settings.require_recipients()
+    crypto.recipients(recipients)  # a bad key fails before pg_dump starts
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    key = data_key("db", backup_id, settings.compression, bool(recipients))
+    fanout = streams.Fanout([(storage, key) for storage in dest.all])
+    try:
+        with postgres.dump(settings.database_url, settings.pg_bin_dir) as (stream, info):
+            compressed = streams.compressor(stream, settings.compression, settings.compression_level)
+            if recipients:
+                crypto.encrypt(compressed, fanout, recipients)
+            else:
+                streams.copy(compressed, fanout)
+    except BaseException:
+        fanout.abort()
+        raise
+    copies = fanout.commit()
+    if len({(c.size, c.sha256) for c in copies}) != 1:
+        for storage in dest.all:
+            storage.delete(key)
+        raise PermanentError(f"backup {backup_id}: the copies differ after writing; none was kept")
+    target = info.server.target
+    return Manifest(
+        id=backup_id,
+        created_at=started,
+        finished_at=datetime.now(UTC),
+        duration_seconds=round(time.monotonic() - clock, 3),
+        source=Source(host=target.host, port=target.port, database=target.database, user=target.user),
+        server_version=info.server.version,
+        pg_dump_version=info.pg_dump_version,
+        compression=settings.compression,
+        encryption="age" if recipients else "none",
+        recipients=recipients,
+        data_key=key,
+        size=copies[0].size,
+        sha256=copies[0].sha256 or "",
+        tables=info.tables,
+        created_by=who or {},
+        tool_version=__version__,
+    )
+
+
+def check_copies(dest: Destinations, manifest: Manifest) -> None:
+    """Every stored copy is there with the size and sha256 recorded while writing."""
+    for storage in dest.all:
+        info = storage.stat(manifest.data_key)
+        if info.size != manifest.size or (info.sha256 and info.sha256 != manifest.sha256):
+            raise PermanentError(
+                f"backup {manifest.id}: {storage.describe(manifest.data_key)} has {info.size} bytes "
+                f"sha256 {info.sha256}, expected {manifest.size} bytes sha256 {manifest.sha256}"
+            )
+
+
+def publish(dest: Destinations, manifest: Manifest) -> None:
+    """Write the manifest beside every copy, the configured storage's last: from then on the backup exists."""
+    for storage in reversed(dest.all):
+        write_manifest(storage, manifest)
+
+
+def discard(dest: Destinations, manifest: Manifest) -> None:
+    """Remove the data of a backup that could not be completed, so no partial backup remains."""
+    for storage in dest.all:
+        for key in (manifest_key("db", manifest.id), manifest.data_key):
+            try:
+                storage.delete(key)
+            except NotFoundError:
+                pass

@@ -1,0 +1,158 @@
+"""Manifests beside the data in storage: write, read, list. Storage is the source of truth."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import BackupError, NotFoundError
+from .storage import Storage, get_bytes, put_bytes
+
+Kind = Literal["db", "files", "config", "full"]
+PREFIX = "erp_sppg_backup_"
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    host: str
+    port: int
+    database: str
+    user: str
+
+
+class Verification(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    status: Literal["passed", "failed"]
+    checked_at: datetime
+    check: str | None = None
+    detail: str = ""
+    duration_seconds: float = 0.0
+
+
+class Manifest(BaseModel):
+    """Everything needed to find, check and restore one backup, by this tool or by hand."""
+
+    model_config = ConfigDict(frozen=True)
+    format_version: int = 1
+    id: str
+    kind: Kind = "db"
+    status: Literal["complete"] = "complete"
+    created_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    source: Source
+    server_version: str
+    pg_dump_version: str
+    format: str = "pg_dump-custom"
+    compression: Literal["zstd", "gzip"]
+    encryption: Literal["age", "none"]
+    recipients: list[str]
+    data_key: str
+    size: int
+    sha256: str
+    tables: dict[str, int]
+    created_by: dict[str, str] = {}
+    tool_version: str = ""
+    verification: Verification | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.verification is not None and self.verification.status == "passed"
+
+
+def new_backup_id(now: datetime) -> str:
+    """erp_sppg_backup_YYYYMMDD_HHMMSS, in UTC."""
+    return PREFIX + now.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+
+
+def data_key(kind: Kind, backup_id: str, compression: str, encrypted: bool) -> str:
+    extension = {"zstd": "zst", "gzip": "gz"}[compression]
+    return f"{kind}/{backup_id}.dump.{extension}" + (".age" if encrypted else "")
+
+
+def manifest_key(kind: Kind, backup_id: str) -> str:
+    return f"{kind}/{backup_id}{MANIFEST_SUFFIX}"
+
+
+def write_manifest(storage: Storage, manifest: Manifest) -> None:
+    put_bytes(storage, manifest_key(manifest.kind, manifest.id), manifest.model_dump_json(indent=2).encode())
+
+
+def read_manifest(storage: Storage, kind: Kind, backup_id: str) -> Manifest:
+    key = manifest_key(kind, backup_id)
+    try:
+        return Manifest.model_validate_json(get_bytes(storage, key))
+    except NotFoundError:
+        raise NotFoundError(f"no backup {backup_id} in {storage.describe(kind + '/')}") from None
+    except (ValidationError, ValueError) as exc:
+        raise BackupError(f"manifest {storage.describe(key)} is unreadable: {_first_error(exc)}") from None
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+    return str(exc).splitlines()[0]
+
+
+@dataclass
+class Listing:
+    """Backups with a readable manifest (oldest first), unreadable manifests, and data with no manifest."""
+
+    backups: list[Manifest] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+
+
+def list_backups(storage: Storage, kinds: tuple[Kind, ...] = ("db",)) -> Listing:
+    listing = Listing()
+    for kind in kinds:
+        objects = list(storage.list(kind + "/"))
+        stems: set[str] = set()
+        for obj in objects:
+            if not obj.key.endswith(MANIFEST_SUFFIX):
+                continue
+            stems.add(_stem(obj.key))
+            try:
+                listing.backups.append(Manifest.model_validate_json(get_bytes(storage, obj.key)))
+            except (ValidationError, ValueError, BackupError) as exc:
+                listing.unreadable.append((obj.key, _first_error(exc)))
+        listing.orphans += [obj.key for obj in objects if _stem(obj.key) not in stems]
+    listing.backups.sort(key=lambda m: m.created_at)
+    return listing
+
+
+def _stem(key: str) -> str:
+    """db/erp_sppg_backup_X.dump.zst.age -> db/erp_sppg_backup_X (ids hold no dots)."""
+    return key.split(".", 1)[0]
+
+
+def shown_time(moment: datetime, zone: ZoneInfo) -> str:
+    """A time as the ops team reads it, e.g. 2026-11-24 03:00:05 WIB."""
+    local = moment.astimezone(zone)
+    return local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or "")
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def to_json(listing: Listing) -> str:
+    return json.dumps(
+        {
+            "backups": [m.model_dump(mode="json") for m in listing.backups],
+            "unreadable": [{"key": k, "error": e} for k, e in listing.unreadable],
+            "incomplete": listing.orphans,
+        },
+        indent=2,
+    )

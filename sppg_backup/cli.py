@@ -1,0 +1,176 @@
+"""The sppg-backup command: each command runs one flow (or reads the catalog) and prints its result."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import BackupError, ConfigError
+from .settings import ENV_PREFIX, load_settings, masked
+
+app = typer.Typer(help="Backup and disaster recovery for ERP SPPG.", no_args_is_help=True, add_completion=False)
+backup_app = typer.Typer(help="Make a backup.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(backup_app, name="backup")
+app.add_typer(config_app, name="config")
+out = Console()
+err = Console(stderr=True)
+
+
+@app.callback()
+def main_options(
+    config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+) -> None:
+    if config is not None:
+        os.environ[ENV_PREFIX + "CONFIG"] = str(config.resolve())
+    if not verbose:
+        # Prefect's console logs (tracebacks included) still reach the Prefect API; the terminal gets one line.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "true")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def run(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a flow or core function; turn our errors into one line and an exit code."""
+    try:
+        return func(*args, **kwargs)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except BackupError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings, secrets masked."""
+    settings = run(load_settings)
+    for name, value in masked(settings).items():
+        out.print(f"{ENV_PREFIX}{name.upper()} = {json.dumps(value)}", highlight=False)
+
+
+@backup_app.command("db")
+def backup_db(as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False) -> None:
+    """Back up the database now (the backup-database flow)."""
+    run(load_settings)
+    from flows.backup_database import backup_database
+
+    manifest = run(backup_database)
+    if as_json:
+        print(json.dumps(manifest, indent=2))
+        return
+    from .catalog import human_size
+
+    out.print(
+        f"backup {manifest['id']} stored: {human_size(manifest['size'])} in {manifest['duration_seconds']:.1f} s, "
+        f"{len(manifest['tables'])} tables, sha256 {manifest['sha256'][:16]}...",
+        highlight=False,
+    )
+
+
+@app.command("list")
+def list_command(
+    kind: Annotated[str, typer.Option(help="Kind of backup: db.")] = "db",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List backups from storage alone (manifests), newest last."""
+    from .catalog import human_size, list_backups, shown_time, to_json
+    from .storage import open_storage
+
+    settings = run(load_settings)
+    if kind not in ("db",):
+        err.print(f"[red]error:[/red] unknown kind {kind!r}: use db")
+        raise typer.Exit(2)
+    storage = run(open_storage, settings.storage_url, _credentials(settings), settings.gcp_project)
+    listing = run(list_backups, storage, (kind,))
+    if as_json:
+        print(to_json(listing))
+        return
+    table = Table(title=f"Backups in {settings.storage_url}")
+    for column in ("id", f"created ({settings.timezone})", "size", "tables", "encryption", "verified"):
+        table.add_column(column)
+    for m in listing.backups:
+        verified = "yes" if m.verified else ("FAILED" if m.verification else "-")
+        table.add_row(m.id, shown_time(m.created_at, settings.zone), human_size(m.size), str(len(m.tables)),
+                      m.encryption, verified)
+    out.print(table)
+    for key, problem in listing.unreadable:
+        err.print(f"[yellow]warning:[/yellow] unreadable manifest {key}: {problem}", highlight=False)
+    for key in listing.orphans:
+        err.print(f"[yellow]warning:[/yellow] {key} has no manifest: incomplete, not a backup", highlight=False)
+
+
+@app.command("prune")
+def prune_command(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would go; delete nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Delete backups past retention (local 30 days, cloud 365 days); never the newest good backup."""
+    run(load_settings)
+    from flows.prune_backups import prune_backups
+
+    results = run(prune_backups, dry_run=dry_run)
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for result in results:
+        out.print(f"{result['location']}: {verb} {len(result['deleted'])}, kept {len(result['kept'])}")
+        for backup_id in result["deleted"]:
+            out.print(f"  {verb} {backup_id} ({result['reasons'][backup_id]})", highlight=False)
+
+
+@app.command("keygen")
+def keygen(path: Annotated[Path, typer.Argument(help="Where to write the private key (age format).")]) -> None:
+    """Make an age key pair; put the printed public key in SPPG_BACKUP_AGE_RECIPIENTS."""
+    from .crypto import generate_key_file
+
+    if path.exists():
+        err.print(f"[red]error:[/red] {path} exists; not overwriting a key")
+        raise typer.Exit(2)
+    out.print(generate_key_file(path))
+
+
+@app.command("serve")
+def serve() -> None:
+    """Serve every deployment (schedules included) from this process, without a work pool."""
+    from deployments.serve import serve_all
+
+    serve_all()
+
+
+@app.command("demo")
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its cluster, keys and backups.")] = Path(".demo"),
+    scale: Annotated[int, typer.Option(help="Sample data size (1 is about 2 MB).")] = 5,
+) -> None:
+    """Throwaway PostgreSQL with a sample ERP database, file:// storage, a demo key: back it up and list it."""
+    from .demo import run_demo
+
+    run(run_demo, workdir.resolve(), scale, out)
+
+
+def _credentials(settings: Any) -> Any:
+    if settings.storage_url.startswith("gs://"):
+        from tasks.common import gcp_credentials
+
+        return gcp_credentials(settings)
+    return None
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

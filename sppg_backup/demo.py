@@ -1,0 +1,64 @@
+"""The embedded default: a throwaway PostgreSQL with sample ERP data, file:// storage, a demo key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+from .catalog import human_size, list_backups, shown_time
+from .crypto import generate_key_file
+from .sandbox import Cluster, fill_sample
+from .settings import ENV_PREFIX, load_settings
+from .storage import open_storage
+
+
+def run_demo(workdir: Path, scale: int, out: Console) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    key_file = workdir / "demo-key.txt"
+    public = generate_key_file(key_file) if not key_file.exists() else _public_key(key_file)
+    cluster = Cluster().start()
+    try:
+        url = cluster.create_database("erp_sppg")
+        rows = fill_sample(url, scale)
+        out.print(f"sample database erp_sppg on 127.0.0.1:{cluster.port}: {sum(rows.values())} rows in "
+                  f"{len(rows)} tables")
+        config = workdir / "sppg-backup.toml"
+        config.write_text(
+            f'database_url = "{url}"\n'
+            f'storage_url = "{(workdir / "storage").as_uri()}"\n'
+            f'local_dir = "{workdir / "local"}"\n'
+            f'age_recipients = ["{public}"]\n'
+            f'age_identity_file = "{key_file}"\n'
+            f'metrics_file = "{workdir / "metrics" / "sppg_backup.prom"}"\n'
+            f'audit_log = "{workdir / "audit.jsonl"}"\n'
+        )
+        config.chmod(0o600)
+        os.environ[ENV_PREFIX + "CONFIG"] = str(config)
+        from flows.backup_database import backup_database
+
+        manifest = backup_database()
+        out.print(f"backup {manifest['id']}: {human_size(manifest['size'])}, sha256 {manifest['sha256'][:16]}...")
+    finally:
+        cluster.stop()
+    settings = load_settings()
+    listing = list_backups(open_storage(settings.storage_url))
+    out.print(f"\nbackups in {settings.storage_url}:")
+    for m in listing.backups:
+        out.print(f"  {m.id}  {shown_time(m.created_at, settings.zone)}  {human_size(m.size)}  "
+                  f"{workdir / 'storage' / m.data_key}", highlight=False)
+    out.print(f"\nsettings: {config}  key: {key_file}\n"
+              f"try: sppg-backup --config {config} list", highlight=False)
+
+
+def _public_key(key_file: Path) -> str:
+    for line in key_file.read_text().splitlines():
+        if line.startswith("# public key: "):
+            return line.removeprefix("# public key: ").strip()
+    from pyrage import x25519
+
+    from .crypto import load_identities
+
+    identity: x25519.Identity = load_identities(key_file)[0]
+    return str(identity.to_public())

@@ -1,0 +1,49 @@
+"""Prune: apply retention to local copies and storage, never touching the newest good backup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from . import retention
+from .audit import AuditTrail
+from .catalog import Kind, list_backups, manifest_key
+from .errors import NotFoundError
+from .storage import Storage
+
+
+@dataclass
+class PruneResult:
+    location: str
+    deleted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+def prune(
+    storage: Storage,
+    policy: retention.RetentionPolicy,
+    now: datetime,
+    audit: AuditTrail,
+    dry_run: bool = False,
+    kind: Kind = "db",
+) -> PruneResult:
+    """Delete what the policy says to delete; each deletion is written to the audit trail first."""
+    listing = list_backups(storage, (kind,))
+    decision = retention.plan(listing.backups, now, policy)
+    result = PruneResult(storage.url, kept=[m.id for m in decision.keep], reasons=decision.reasons)
+    for manifest in decision.delete:
+        result.deleted.append(manifest.id)
+        if dry_run:
+            continue
+        where = storage.describe(manifest.data_key)
+        audit.record("prune.delete", manifest.id, "started", location=where, reason=decision.reasons[manifest.id],
+                     created_at=manifest.created_at.isoformat())
+        # The manifest goes first: a backup half-deleted is then an unlisted orphan, never a listed wreck.
+        for key in (manifest_key(kind, manifest.id), manifest.data_key):
+            try:
+                storage.delete(key)
+            except NotFoundError:
+                pass
+        audit.record("prune.delete", manifest.id, "deleted", location=where)
+    return result

@@ -1,0 +1,44 @@
+"""Pure retention policy: given backups and "now", which to keep and which to delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .catalog import Manifest
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    max_age_days: int
+
+
+@dataclass(frozen=True)
+class RetentionPlan:
+    keep: list[Manifest]
+    delete: list[Manifest]
+    reasons: dict[str, str]
+
+
+def plan(backups: list[Manifest], now: datetime, policy: RetentionPolicy) -> RetentionPlan:
+    """Delete backups older than the policy's age, but never the newest backup nor the newest verified one."""
+    cutoff = now - timedelta(days=policy.max_age_days)
+    ordered = sorted(backups, key=lambda m: m.created_at)
+    protected: dict[str, str] = {}
+    if ordered:
+        protected[ordered[-1].id] = "newest backup"
+    verified = [m for m in ordered if m.verified]
+    if verified:
+        protected.setdefault(verified[-1].id, "newest verified backup")
+    keep, delete, reasons = [], [], {}
+    for manifest in ordered:
+        if manifest.id in protected:
+            keep.append(manifest)
+            reasons[manifest.id] = protected[manifest.id]
+        elif manifest.created_at < cutoff:
+            delete.append(manifest)
+            reasons[manifest.id] = f"older than {policy.max_age_days} days"
+        else:
+            keep.append(manifest)
+            reasons[manifest.id] = f"within {policy.max_age_days} days"
+    return RetentionPlan(keep, delete, reasons)

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers giving the core retries, timeouts and log lines."""

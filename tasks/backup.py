@@ -1,0 +1,115 @@
+"""Tasks of the database backup flow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from sppg_backup import backup, metrics, notify, report
+from sppg_backup.audit import AuditTrail
+from sppg_backup.catalog import Manifest, human_size
+from sppg_backup.prune import PruneResult, prune
+from sppg_backup.retention import RetentionPolicy
+from sppg_backup.settings import Settings
+from tasks.common import gcp_credentials, who
+
+
+def destinations(settings: Settings) -> backup.Destinations:
+    return backup.open_destinations(settings, gcp_credentials(settings))
+
+
+def audit_trail(settings: Settings, dest: backup.Destinations | None = None) -> AuditTrail:
+    return AuditTrail(settings.audit_path, dest.storage if dest else None, who())
+
+
+@task(name="check-database", cache_policy=NO_CACHE, timeout_seconds=120)
+def check_database(settings: Settings) -> str:
+    info = backup.check_source(settings)
+    get_run_logger().info("database %s answers, PostgreSQL %s", info.target.label, info.version)
+    return info.version
+
+
+@task(name="dump-compress-encrypt-upload", cache_policy=NO_CACHE)
+def dump_database(settings: Settings) -> Manifest:
+    """pg_dump -> compress -> encrypt -> sha256 -> storage and local copy, in one streamed pass."""
+    dest = destinations(settings)
+    backup_id = backup.reserve_id(dest.storage, datetime.now(UTC))
+    get_run_logger().info("backup %s: dumping to %s", backup_id, ", ".join(s.url for s in dest.all))
+    manifest = backup.dump(settings, dest, backup_id, who())
+    get_run_logger().info(
+        "backup %s: %s written in %.1f s", backup_id, human_size(manifest.size), manifest.duration_seconds
+    )
+    return manifest
+
+
+@task(name="verify-and-publish", cache_policy=NO_CACHE, timeout_seconds=600)
+def publish_backup(settings: Settings, manifest: Manifest) -> Manifest:
+    """Check every copy's size and sha256, then write the manifest; on failure remove the copies."""
+    dest = destinations(settings)
+    try:
+        backup.check_copies(dest, manifest)
+        backup.publish(dest, manifest)
+    except BaseException:
+        backup.discard(dest, manifest)
+        raise
+    get_run_logger().info("backup %s verified and listed", manifest.id)
+    return manifest
+
+
+@task(name="prune", cache_policy=NO_CACHE, timeout_seconds=1800)
+def prune_backups(settings: Settings, dry_run: bool = False) -> list[PruneResult]:
+    """Local copies older than LOCAL_RETENTION_DAYS, storage copies older than CLOUD_RETENTION_DAYS."""
+    dest = destinations(settings)
+    trail = audit_trail(settings, dest)
+    now = datetime.now(UTC)
+    results = [prune(dest.storage, RetentionPolicy(settings.cloud_retention_days), now, trail, dry_run)]
+    if dest.local is not None:
+        results.append(prune(dest.local, RetentionPolicy(settings.local_retention_days), now, trail, dry_run))
+    for result in results:
+        get_run_logger().info("prune %s: deleted %s", result.location, result.deleted or "nothing")
+    return results
+
+
+@task(name="notify-success", cache_policy=NO_CACHE)
+def report_success(settings: Settings, manifest: Manifest, pruned: list[PruneResult]) -> None:
+    dest = destinations(settings)
+    where = dest.storage.describe(manifest.data_key)
+    audit_trail(settings, dest).record("backup", manifest.id, "ok", size=manifest.size, sha256=manifest.sha256,
+                                       location=where, duration_seconds=manifest.duration_seconds)
+    metrics.record("db", {
+        "backup_last_success_timestamp": manifest.finished_at.timestamp(),
+        "backup_duration_seconds": manifest.duration_seconds,
+        "backup_file_size_bytes": manifest.size,
+        "backup_last_run_success": 1,
+    }, settings.metrics_file, settings.pushgateway_url)
+    create_markdown_artifact(
+        key="backup-database", markdown=report.backup_markdown(manifest, where, settings.zone, pruned),
+        description=f"Backup {manifest.id}",
+    )
+    if not notify.send(settings.notify_urls, *report.backup_succeeded(manifest, where, settings.zone), ok=True):
+        get_run_logger().warning("the success notification did not reach every channel")
+
+
+@task(name="notify-failure", cache_policy=NO_CACHE)
+def report_failure(settings: Settings, error: BaseException, listed: Manifest | None = None) -> None:
+    """Failure notification, metrics and audit record; none of these may hide the original error."""
+    log = get_run_logger()
+    try:
+        audit_trail(settings).record("backup", listed.id if listed else "-", "failed", error=str(error))
+    except Exception as exc:
+        log.warning("cannot record the failure in the audit trail: %s", exc)
+    metrics.record("db", {
+        "backup_last_failure_timestamp": datetime.now(UTC).timestamp(),
+        "backup_last_run_success": 0,
+    }, settings.metrics_file, settings.pushgateway_url)
+    database = settings.database_url.rsplit("/", 1)[-1].split("?")[0]
+    if not notify.send(settings.notify_urls, *report.backup_failed(error, database, settings.storage_url, listed), ok=False):
+        log.warning("the failure notification did not reach every channel")
+
+
+def summary(manifest: Manifest) -> dict[str, Any]:
+    return manifest.model_dump(mode="json")

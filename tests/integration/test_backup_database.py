@@ -1,0 +1,152 @@
+"""The daily backup end to end on a real PostgreSQL: round trip, copies, manifest, notify, metrics, audit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from flows.backup_database import backup_database
+from sppg_backup import audit
+from sppg_backup.catalog import Manifest, list_backups
+from sppg_backup.crypto import load_identities
+from sppg_backup.restore import fetch_dump
+from sppg_backup.storage import open_storage
+from sppg_backup.storage.local import LocalStorage
+from tests.dbcheck import drop, restore_into_new_database, table_contents
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
+
+
+def restore_and_compare(cluster: Any, storage_url: str, manifest: Manifest, key: Path, tmp_path: Path) -> None:
+    dump_file = fetch_dump(open_storage(storage_url), manifest, load_identities(key), tmp_path / "plain.dump")
+    url = restore_into_new_database(cluster, dump_file)
+    try:
+        restored = table_contents(url)
+        assert restored == table_contents(manifest_source_url(cluster, manifest))
+        assert {name: rows for name, (rows, _) in restored.items()} == manifest.tables
+    finally:
+        drop(cluster, url)
+
+
+def manifest_source_url(cluster: Any, manifest: Manifest) -> str:
+    return str(cluster.url(manifest.source.database))
+
+
+def test_backup_round_trip_restores_every_table_equal(
+    backup_env: dict[str, str], postgres_cluster: Any, age_key: tuple[Path, str], tmp_path: Path
+) -> None:
+    manifest = Manifest.model_validate(backup_database())
+    assert manifest.id.startswith("erp_sppg_backup_")
+    assert manifest.encryption == "age" and manifest.recipients == [age_key[1]]
+    assert manifest.tables["public.users"] == 20 and len(manifest.tables) == 9
+    restore_and_compare(postgres_cluster, backup_env["STORAGE_URL"], manifest, age_key[0], tmp_path)
+
+
+def test_backup_is_stored_in_storage_and_local_copy_and_listed(backup_env: dict[str, str]) -> None:
+    manifest = Manifest.model_validate(backup_database())
+    for root in (Path(backup_env["STORAGE_URL"].removeprefix("file://")), Path(backup_env["LOCAL_DIR"])):
+        listing = list_backups(LocalStorage(root))
+        assert [m.id for m in listing.backups] == [manifest.id]
+        assert listing.orphans == [] and listing.unreadable == []
+        stored = root / manifest.data_key
+        assert stored.stat().st_size == manifest.size
+        assert not stored.read_bytes().startswith(b"PGDMP")  # encrypted, not a plain dump
+
+
+def test_backup_to_gcs_emulator_restores_equal(
+    backup_env: dict[str, str], gcs_bucket_url: str, monkeypatch: pytest.MonkeyPatch,
+    postgres_cluster: Any, age_key: tuple[Path, str], tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("SPPG_BACKUP_STORAGE_URL", gcs_bucket_url)
+    manifest = Manifest.model_validate(backup_database())
+    storage = open_storage(gcs_bucket_url)
+    assert [m.id for m in list_backups(storage).backups] == [manifest.id]
+    assert storage.stat(manifest.data_key).sha256 == manifest.sha256
+    restore_and_compare(postgres_cluster, gcs_bucket_url, manifest, age_key[0], tmp_path)
+
+
+def test_gzip_without_encryption_round_trip(
+    backup_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, postgres_cluster: Any,
+    age_key: tuple[Path, str], tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("SPPG_BACKUP_COMPRESSION", "gzip")
+    monkeypatch.setenv("SPPG_BACKUP_ENCRYPTION", "false")
+    manifest = Manifest.model_validate(backup_database())
+    assert manifest.data_key.endswith(".dump.gz") and manifest.encryption == "none"
+    restore_and_compare(postgres_cluster, backup_env["STORAGE_URL"], manifest, age_key[0], tmp_path)
+
+
+def test_restore_by_hand_with_age_zstd_and_pg_restore(
+    backup_env: dict[str, str], postgres_cluster: Any, age_key: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Exactly the README's manual restore: age -d | zstd -d | pg_restore."""
+    manifest = Manifest.model_validate(backup_database())
+    stored = Path(backup_env["LOCAL_DIR"]) / manifest.data_key
+    url = postgres_cluster.create_database("by_hand")
+    try:
+        command = (
+            f'age -d -i {age_key[0]} {stored} | zstd -d > {tmp_path}/erp.dump && '
+            f'pg_restore --no-owner -d "{url}" {tmp_path}/erp.dump'
+        )
+        subprocess.run(["bash", "-o", "pipefail", "-c", command], check=True, capture_output=True,
+                       env={"PATH": f"{postgres_cluster.bin_dir}:/usr/bin:/bin"})
+        assert table_contents(url) == table_contents(backup_env["DATABASE_URL"])
+    finally:
+        drop(postgres_cluster, url)
+
+
+def test_success_is_notified_measured_and_audited(backup_env: dict[str, str], webhook: Any) -> None:
+    manifest = Manifest.model_validate(backup_database())
+
+    [message] = webhook.messages
+    assert manifest.id in message["title"] and message["type"] == "success"
+    assert f"{manifest.size} bytes" in message["message"] and "Duration" in message["message"]
+    assert "WIB" in message["message"]
+
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(Path(backup_env["METRICS_FILE"]).read_text())
+        for s in family.samples
+    }
+    assert samples["backup_last_success_timestamp"] == pytest.approx(manifest.finished_at.timestamp())
+    assert samples["backup_file_size_bytes"] == manifest.size
+    assert samples["backup_duration_seconds"] == manifest.duration_seconds
+
+    records = audit.read(Path(backup_env["AUDIT_LOG"]))
+    assert records[-1]["action"] == "backup" and records[-1]["result"] == "ok"
+    assert records[-1]["target"] == manifest.id and "flow_run" in records[-1]["actor"]
+    copies = [o.key for o in open_storage(backup_env["STORAGE_URL"]).list("audit/")]
+    assert any(json.loads((Path(backup_env["STORAGE_URL"][7:]) / k).read_text())["target"] == manifest.id
+               for k in copies)
+
+
+def test_run_leaves_a_markdown_artifact(backup_env: dict[str, str]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    manifest = Manifest.model_validate(backup_database())
+
+    async def latest() -> Any:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["backup-database"])), limit=50
+            )
+            return [a for a in found if manifest.id in str(a.data)]
+
+    import asyncio
+
+    [artifact] = asyncio.run(latest())
+    assert "public.users" in artifact.data and artifact.type == "markdown"
+
+
+def test_two_backups_in_the_same_second_get_distinct_ids(backup_env: dict[str, str]) -> None:
+    first = backup_database()
+    second = backup_database()
+    assert first["id"] != second["id"]
+    listing = list_backups(open_storage(backup_env["STORAGE_URL"]))
+    assert len(listing.backups) == 2
