@@ -35,8 +35,14 @@ class AuditTrail:
     def record(self, action: str, target: str, result: str, **details: Any) -> dict[str, Any]:
         """Write one record; raises if the local trail cannot be written (destructive steps must not go on)."""
         now = datetime.now(UTC)
-        entry = {"at": now.isoformat(), "action": action, "target": target, "result": result,
-                 "actor": self.who, "details": details}
+        entry = {
+            "at": now.isoformat(),
+            "action": action,
+            "target": target,
+            "result": result,
+            "actor": self.who,
+            "details": details,
+        }
         line = json.dumps(entry, default=str, sort_keys=True) + "\n"
         if self.path is not None:
             try:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import __version__, crypto, postgres, streams
-from .catalog import Manifest, Source, data_key, manifest_key, new_backup_id, write_manifest
+from .catalog import Manifest, Source, data_key, delete_backup, manifest_key, new_backup_id, write_manifest
 from .errors import NotFoundError, PermanentError
 from .settings import Settings
 from .storage import Storage, open_storage
@@ -121,8 +121,4 @@ def publish(dest: Destinations, manifest: Manifest) -> None:
 def discard(dest: Destinations, manifest: Manifest) -> None:
     """Remove the data of a backup that could not be completed, so no partial backup remains."""
     for storage in dest.all:
-        for key in (manifest_key("db", manifest.id), manifest.data_key):
-            try:
-                storage.delete(key)
-            except NotFoundError:
-                pass
+        delete_backup(storage, "db", manifest.id, manifest.data_key)

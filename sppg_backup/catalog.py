@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,6 +83,13 @@ def manifest_key(kind: Kind, backup_id: str) -> str:
 
 def write_manifest(storage: Storage, manifest: Manifest) -> None:
     put_bytes(storage, manifest_key(manifest.kind, manifest.id), manifest.model_dump_json(indent=2).encode())
+
+
+def delete_backup(storage: Storage, kind: Kind, backup_id: str, data: str) -> None:
+    """Manifest first: a backup half-deleted is then an unlisted orphan, never a listed wreck."""
+    for key in (manifest_key(kind, backup_id), data):
+        with contextlib.suppress(NotFoundError):
+            storage.delete(key)
 
 
 def read_manifest(storage: Storage, kind: Kind, backup_id: str) -> Manifest:

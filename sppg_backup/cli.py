@@ -101,8 +101,14 @@ def list_command(
         table.add_column(column)
     for m in listing.backups:
         verified = "yes" if m.verified else ("FAILED" if m.verification else "-")
-        table.add_row(m.id, shown_time(m.created_at, settings.zone), human_size(m.size), str(len(m.tables)),
-                      m.encryption, verified)
+        table.add_row(
+            m.id,
+            shown_time(m.created_at, settings.zone),
+            human_size(m.size),
+            str(len(m.tables)),
+            m.encryption,
+            verified,
+        )
     out.print(table)
     for key, problem in listing.unreadable:
         err.print(f"[yellow]warning:[/yellow] unreadable manifest {key}: {problem}", highlight=False)

@@ -17,7 +17,9 @@ def recipients(keys: list[str]) -> list[x25519.Recipient]:
         try:
             parsed.append(x25519.Recipient.from_str(key))
         except pyrage.RecipientError:
-            raise ConfigError(f"bad setting SPPG_BACKUP_AGE_RECIPIENTS: {key[:16]}... is not a valid age public key") from None
+            raise ConfigError(
+                f"bad setting SPPG_BACKUP_AGE_RECIPIENTS: {key[:16]}... is not a valid age public key"
+            ) from None
     return parsed
 
 
@@ -34,7 +36,9 @@ def load_identities(path: Path) -> list[x25519.Identity]:
             try:
                 identities.append(x25519.Identity.from_str(line))
             except pyrage.IdentityError:
-                raise ConfigError(f"bad setting SPPG_BACKUP_AGE_IDENTITY_FILE: {path} holds a line that is not an age key") from None
+                raise ConfigError(
+                    f"bad setting SPPG_BACKUP_AGE_IDENTITY_FILE: {path} holds a line that is not an age key"
+                ) from None
     if not identities:
         raise ConfigError(f"bad setting SPPG_BACKUP_AGE_IDENTITY_FILE: {path} holds no age key")
     return identities
@@ -49,7 +53,9 @@ def decrypt(source: IO[bytes], sink: Any, identities: list[x25519.Identity]) -> 
     try:
         pyrage.decrypt_io(source, sink, identities)
     except pyrage.DecryptError as exc:
-        raise PermanentError(f"cannot decrypt: {exc}; is SPPG_BACKUP_AGE_IDENTITY_FILE the key the backup was made for?") from None
+        raise PermanentError(
+            f"cannot decrypt: {exc}; is SPPG_BACKUP_AGE_IDENTITY_FILE the key the backup was made for?"
+        ) from None
 
 
 def generate_key_file(path: Path) -> str:

@@ -22,8 +22,9 @@ def run_demo(workdir: Path, scale: int, out: Console) -> None:
     try:
         url = cluster.create_database("erp_sppg")
         rows = fill_sample(url, scale)
-        out.print(f"sample database erp_sppg on 127.0.0.1:{cluster.port}: {sum(rows.values())} rows in "
-                  f"{len(rows)} tables")
+        out.print(
+            f"sample database erp_sppg on 127.0.0.1:{cluster.port}: {sum(rows.values())} rows in {len(rows)} tables"
+        )
         config = workdir / "sppg-backup.toml"
         config.write_text(
             f'database_url = "{url}"\n'
@@ -46,10 +47,12 @@ def run_demo(workdir: Path, scale: int, out: Console) -> None:
     listing = list_backups(open_storage(settings.storage_url))
     out.print(f"\nbackups in {settings.storage_url}:")
     for m in listing.backups:
-        out.print(f"  {m.id}  {shown_time(m.created_at, settings.zone)}  {human_size(m.size)}  "
-                  f"{workdir / 'storage' / m.data_key}", highlight=False)
-    out.print(f"\nsettings: {config}  key: {key_file}\n"
-              f"try: sppg-backup --config {config} list", highlight=False)
+        out.print(
+            f"  {m.id}  {shown_time(m.created_at, settings.zone)}  {human_size(m.size)}  "
+            f"{workdir / 'storage' / m.data_key}",
+            highlight=False,
+        )
+    out.print(f"\nsettings: {config}  key: {key_file}\ntry: sppg-backup --config {config} list", highlight=False)
 
 
 def _public_key(key_file: Path) -> str:

@@ -7,8 +7,7 @@ from datetime import datetime
 
 from . import retention
 from .audit import AuditTrail
-from .catalog import Kind, list_backups, manifest_key
-from .errors import NotFoundError
+from .catalog import Kind, delete_backup, list_backups
 from .storage import Storage
 
 
@@ -37,13 +36,14 @@ def prune(
         if dry_run:
             continue
         where = storage.describe(manifest.data_key)
-        audit.record("prune.delete", manifest.id, "started", location=where, reason=decision.reasons[manifest.id],
-                     created_at=manifest.created_at.isoformat())
-        # The manifest goes first: a backup half-deleted is then an unlisted orphan, never a listed wreck.
-        for key in (manifest_key(kind, manifest.id), manifest.data_key):
-            try:
-                storage.delete(key)
-            except NotFoundError:
-                pass
+        audit.record(
+            "prune.delete",
+            manifest.id,
+            "started",
+            location=where,
+            reason=decision.reasons[manifest.id],
+            created_at=manifest.created_at.isoformat(),
+        )
+        delete_backup(storage, kind, manifest.id, manifest.data_key)
         audit.record("prune.delete", manifest.id, "deleted", location=where)
     return result

@@ -42,7 +42,8 @@ def backup_markdown(manifest: Manifest, where: str, zone: ZoneInfo, pruned: list
     deleted = sum((p.deleted for p in pruned), [])
     return (
         f"# Backup {manifest.id}\n\n"
-        f"| | |\n|---|---|\n| database | {manifest.source.database} on {manifest.source.host}:{manifest.source.port} |\n"
+        f"| | |\n|---|---|\n"
+        f"| database | {manifest.source.database} on {manifest.source.host}:{manifest.source.port} |\n"
         f"| created | {shown_time(manifest.created_at, zone)} |\n| duration | {manifest.duration_seconds:.1f} s |\n"
         f"| size | {human_size(manifest.size)} |\n| compression | {manifest.compression} |\n"
         f"| encryption | {manifest.encryption} ({len(manifest.recipients)} recipients) |\n"

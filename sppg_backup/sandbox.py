@@ -58,13 +58,32 @@ class Cluster:
             if self._user:
                 os.chown(pwfile, pwd.getpwnam(self._user).pw_uid, -1)
             self._run(
-                str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "--pwfile", str(pwfile),
-                "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--pwfile",
+                str(pwfile),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
             )
             pwfile.unlink()
         options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
-        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"),
-                  "-o", options, "-w", "start")
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.base / "log"),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
         return self
 
     def url(self, database: str = "postgres", password: str | None = None) -> str:
@@ -81,8 +100,11 @@ class Cluster:
 
     def stop(self, remove: bool = True) -> None:
         if (self.data / "postmaster.pid").exists():
-            subprocess.run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
-                           capture_output=True, user=self._user)
+            subprocess.run(
+                [str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+                capture_output=True,
+                user=self._user,
+            )
         if remove:
             shutil.rmtree(self.base, ignore_errors=True)
 
@@ -135,7 +157,8 @@ SELECT 'CV ' || initcap(w[1 + g % 30]) || ' Makmur ' || g, lpad((g * 7919)::text
 FROM generate_series({s0}, {s1}) g, (SELECT ARRAY[{words}] AS w) x;
 INSERT INTO products (sku, name, category, unit, price, stock, nutrition)
 SELECT 'SKU-' || lpad(g::text, 7, '0'), initcap(w[1 + g % 30]) || ' grade ' || (g % 4 + 1),
-       (ARRAY['bahan pokok','protein','sayuran','buah','bumbu'])[1 + g % 5], (ARRAY['kg','liter','butir','ikat'])[1 + g % 4],
+       (ARRAY['bahan pokok','protein','sayuran','buah','bumbu'])[1 + g % 5],
+       (ARRAY['kg','liter','butir','ikat'])[1 + g % 4],
        round((1000 + random() * 150000)::numeric, 2), (random() * 5000)::int,
        jsonb_build_object('kalori', (random() * 400)::int, 'protein_g', round((random() * 30)::numeric, 1),
                           'lemak_g', round((random() * 20)::numeric, 1))
@@ -146,7 +169,8 @@ SELECT 1 + (g * 13) % {s1}, now() - (g % 700) * interval '1 day' - (g % 86400) *
        'Pengadaan ' || w[1 + g % 30] || ' dan ' || w[1 + (g * 7) % 30] || ' untuk menu minggu ke-' || g % 52
 FROM generate_series({o0}, {o1}) g, (SELECT ARRAY[{words}] AS w) x;
 INSERT INTO order_items (order_id, product_id, quantity, unit_price)
-SELECT 1 + g / 4, 1 + (g * 31) % {p1}, round((random() * 500)::numeric, 3), round((1000 + random() * 150000)::numeric, 2)
+SELECT 1 + g / 4, 1 + (g * 31) % {p1}, round((random() * 500)::numeric, 3),
+       round((1000 + random() * 150000)::numeric, 2)
 FROM generate_series({i0}, {i1}) g;
 INSERT INTO meal_distributions (school_id, served_on, portions, menu, notes)
 SELECT 1 + g % {s1}, current_date - g % 365, 80 + (g * 17) % 600,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import queue
@@ -146,10 +147,8 @@ class Fanout(io.RawIOBase):
     def abort(self) -> None:
         self._drain()
         for sink in self._sinks:
-            try:
+            with contextlib.suppress(Exception):  # best effort: the original error is what matters
                 sink.upload.abort()
-            except Exception:  # noqa: S110 - aborting is best effort; the original error matters
-                pass
 
 
 class HashingReader(io.RawIOBase):

@@ -78,16 +78,29 @@ def prune_backups(settings: Settings, dry_run: bool = False) -> list[PruneResult
 def report_success(settings: Settings, manifest: Manifest, pruned: list[PruneResult]) -> None:
     dest = destinations(settings)
     where = dest.storage.describe(manifest.data_key)
-    audit_trail(settings, dest).record("backup", manifest.id, "ok", size=manifest.size, sha256=manifest.sha256,
-                                       location=where, duration_seconds=manifest.duration_seconds)
-    metrics.record("db", {
-        "backup_last_success_timestamp": manifest.finished_at.timestamp(),
-        "backup_duration_seconds": manifest.duration_seconds,
-        "backup_file_size_bytes": manifest.size,
-        "backup_last_run_success": 1,
-    }, settings.metrics_file, settings.pushgateway_url)
+    audit_trail(settings, dest).record(
+        "backup",
+        manifest.id,
+        "ok",
+        size=manifest.size,
+        sha256=manifest.sha256,
+        location=where,
+        duration_seconds=manifest.duration_seconds,
+    )
+    metrics.record(
+        "db",
+        {
+            "backup_last_success_timestamp": manifest.finished_at.timestamp(),
+            "backup_duration_seconds": manifest.duration_seconds,
+            "backup_file_size_bytes": manifest.size,
+            "backup_last_run_success": 1,
+        },
+        settings.metrics_file,
+        settings.pushgateway_url,
+    )
     create_markdown_artifact(
-        key="backup-database", markdown=report.backup_markdown(manifest, where, settings.zone, pruned),
+        key="backup-database",
+        markdown=report.backup_markdown(manifest, where, settings.zone, pruned),
         description=f"Backup {manifest.id}",
     )
     if not notify.send(settings.notify_urls, *report.backup_succeeded(manifest, where, settings.zone), ok=True):
@@ -102,12 +115,19 @@ def report_failure(settings: Settings, error: BaseException, listed: Manifest | 
         audit_trail(settings).record("backup", listed.id if listed else "-", "failed", error=str(error))
     except Exception as exc:
         log.warning("cannot record the failure in the audit trail: %s", exc)
-    metrics.record("db", {
-        "backup_last_failure_timestamp": datetime.now(UTC).timestamp(),
-        "backup_last_run_success": 0,
-    }, settings.metrics_file, settings.pushgateway_url)
+    metrics.record(
+        "db",
+        {
+            "backup_last_failure_timestamp": datetime.now(UTC).timestamp(),
+            "backup_last_run_success": 0,
+        },
+        settings.metrics_file,
+        settings.pushgateway_url,
+    )
     database = settings.database_url.rsplit("/", 1)[-1].split("?")[0]
-    if not notify.send(settings.notify_urls, *report.backup_failed(error, database, settings.storage_url, listed), ok=False):
+    if not notify.send(
+        settings.notify_urls, *report.backup_failed(error, database, settings.storage_url, listed), ok=False
+    ):
         log.warning("the failure notification did not reach every channel")
 
 

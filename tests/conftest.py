@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 import sys
+import threading
 import time
 import urllib.request
 import uuid

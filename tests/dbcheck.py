@@ -18,7 +18,8 @@ def table_contents(url: str) -> dict[str, tuple[int, str]]:
     with postgres.connect(url) as conn:
         for schema, name in postgres.list_tables(conn):
             row = conn.execute(
-                f'SELECT count(*), md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) FROM "{schema}"."{name}" t'
+                "SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
+                f' FROM "{schema}"."{name}" t'
             ).fetchone()
             assert row is not None
             result[f"{schema}.{name}"] = (int(row[0]), str(row[1]))
@@ -32,7 +33,9 @@ def restore_into_new_database(cluster: Any, dump_file: Path) -> str:
     conninfo, env = postgres.libpq_env(url)
     subprocess.run(
         [str(cluster.bin_dir / "pg_restore"), "--no-owner", "--exit-on-error", "--dbname", conninfo, str(dump_file)],
-        check=True, env=env, capture_output=True,
+        check=True,
+        env=env,
+        capture_output=True,
     )
     return str(url)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterator
@@ -107,10 +108,9 @@ class GcsUpload:
         return self._storage.info(self._key, self._blob)
 
     def abort(self) -> None:
-        try:
+        # An unfinished resumable upload is never visible and expires on its own.
+        with contextlib.suppress(*CLIENT_ERRORS):
             self._writer.terminate()
-        except CLIENT_ERRORS:
-            pass  # an unfinished resumable upload expires on its own and is never visible
 
 
 class GcsStorage:

@@ -59,8 +59,12 @@ def test_backup_is_stored_in_storage_and_local_copy_and_listed(backup_env: dict[
 
 
 def test_backup_to_gcs_emulator_restores_equal(
-    backup_env: dict[str, str], gcs_bucket_url: str, monkeypatch: pytest.MonkeyPatch,
-    postgres_cluster: Any, age_key: tuple[Path, str], tmp_path: Path,
+    backup_env: dict[str, str],
+    gcs_bucket_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_cluster: Any,
+    age_key: tuple[Path, str],
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("SPPG_BACKUP_STORAGE_URL", gcs_bucket_url)
     manifest = Manifest.model_validate(backup_database())
@@ -71,8 +75,11 @@ def test_backup_to_gcs_emulator_restores_equal(
 
 
 def test_gzip_without_encryption_round_trip(
-    backup_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, postgres_cluster: Any,
-    age_key: tuple[Path, str], tmp_path: Path,
+    backup_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_cluster: Any,
+    age_key: tuple[Path, str],
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("SPPG_BACKUP_COMPRESSION", "gzip")
     monkeypatch.setenv("SPPG_BACKUP_ENCRYPTION", "false")
@@ -90,11 +97,15 @@ def test_restore_by_hand_with_age_zstd_and_pg_restore(
     url = postgres_cluster.create_database("by_hand")
     try:
         command = (
-            f'age -d -i {age_key[0]} {stored} | zstd -d > {tmp_path}/erp.dump && '
+            f"age -d -i {age_key[0]} {stored} | zstd -d > {tmp_path}/erp.dump && "
             f'pg_restore --no-owner -d "{url}" {tmp_path}/erp.dump'
         )
-        subprocess.run(["bash", "-o", "pipefail", "-c", command], check=True, capture_output=True,
-                       env={"PATH": f"{postgres_cluster.bin_dir}:/usr/bin:/bin"})
+        subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command],
+            check=True,
+            capture_output=True,
+            env={"PATH": f"{postgres_cluster.bin_dir}:/usr/bin:/bin"},
+        )
         assert table_contents(url) == table_contents(backup_env["DATABASE_URL"])
     finally:
         drop(postgres_cluster, url)
@@ -121,8 +132,9 @@ def test_success_is_notified_measured_and_audited(backup_env: dict[str, str], we
     assert records[-1]["action"] == "backup" and records[-1]["result"] == "ok"
     assert records[-1]["target"] == manifest.id and "flow_run" in records[-1]["actor"]
     copies = [o.key for o in open_storage(backup_env["STORAGE_URL"]).list("audit/")]
-    assert any(json.loads((Path(backup_env["STORAGE_URL"][7:]) / k).read_text())["target"] == manifest.id
-               for k in copies)
+    assert any(
+        json.loads((Path(backup_env["STORAGE_URL"][7:]) / k).read_text())["target"] == manifest.id for k in copies
+    )
 
 
 def test_run_leaves_a_markdown_artifact(backup_env: dict[str, str]) -> None:

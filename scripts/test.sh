@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, types, unit and integration tests against real services.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/pytest "$@"
