@@ -21,6 +21,7 @@ backup_app = typer.Typer(help="Make a backup.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(backup_app, name="backup")
 app.add_typer(config_app, name="config")
+VERBOSE = {"on": False}
 out = Console()
 err = Console(stderr=True)
 
@@ -32,6 +33,7 @@ def main_options(
 ) -> None:
     if config is not None:
         os.environ[ENV_PREFIX + "CONFIG"] = str(config.resolve())
+    VERBOSE["on"] = verbose
     if not verbose:
         # Prefect's console logs (tracebacks included) still reach the Prefect API; the terminal gets one line.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
@@ -48,6 +50,15 @@ def run(func: Any, *args: Any, **kwargs: Any) -> Any:
         raise typer.Exit(2) from None
     except BackupError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # a bug or an unforeseen failure: still one line, details with -v or in Prefect
+        if VERBOSE["on"]:
+            raise
+        err.print(
+            f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (run with -v for details)",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(1) from None
 
 

@@ -148,7 +148,10 @@ def row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
 
 
 def tool_version(path: str) -> tuple[int, str]:
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout
+    done = subprocess.run([path, "--version"], capture_output=True, text=True)
+    out = done.stdout
+    if done.returncode != 0:
+        raise PermanentError(f"{path} --version failed (exit {done.returncode}): {done.stderr.strip()}")
     match = re.search(r"(\d+)(?:\.(\d+))?", out)
     if not match:
         raise PermanentError(f"cannot read the version of {path}: {out.strip()}")

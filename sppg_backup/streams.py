@@ -98,13 +98,13 @@ class Fanout(io.RawIOBase):
 
     def __init__(self, targets: list[tuple[Storage, str]], depth: int = 32) -> None:
         self._sinks: list[_Sink] = []
+        self._closed_queues = False
         try:
             for storage, key in targets:
                 self._sinks.append(_Sink(storage, key, depth))
         except BaseException:
             self.abort()
             raise
-        self._closed_queues = False
 
     def writable(self) -> bool:
         return True

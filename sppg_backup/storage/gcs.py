@@ -14,6 +14,7 @@ import google_crc32c
 import requests
 from google.api_core import exceptions as gexc
 from google.cloud import storage as gcs
+from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
 from ..errors import NotFoundError, PermanentError, TransientError
 from .base import ObjectInfo, check_key
@@ -48,18 +49,22 @@ def credentials_from_file(path: str) -> Any:
         raise PermanentError(f"cannot read service account key {path}: {exc}") from None
 
 
-def translate(exc: Exception, what: str) -> Exception:
+MEDIA_ERRORS: tuple[type[Exception], ...] = (InvalidResponse, DataCorruption)
+CLIENT_ERRORS = (gexc.GoogleAPIError, requests.RequestException, ConnectionError, TimeoutError, *MEDIA_ERRORS)
+
+
+def translate(exc: Exception, what: str, missing: str = "not found") -> Exception:
     """Map a client error to our kinds: 401/403/404/416 and bad requests are permanent."""
+    if isinstance(exc, MEDIA_ERRORS):
+        status = getattr(getattr(exc, "response", None), "status_code", None) or (exc.args[1:2] or [500])[0]
+        exc = gexc.from_http_status(int(status), str(exc))
     if isinstance(exc, gexc.NotFound):
-        return NotFoundError(f"{what}: not found")
+        return NotFoundError(f"{what}: {missing}")
     if isinstance(exc, gexc.Forbidden | gexc.Unauthorized):
         return PermanentError(f"{what}: access denied ({exc.code}); check the service account's bucket roles")
     if isinstance(exc, PERMANENT):
         return PermanentError(f"{what}: {exc}")
     return TransientError(f"{what}: {exc}")
-
-
-CLIENT_ERRORS = (gexc.GoogleAPIError, requests.RequestException, ConnectionError, TimeoutError)
 
 
 class GcsUpload:
@@ -68,6 +73,7 @@ class GcsUpload:
         self._key = key
         self._blob = storage.bucket.blob(storage.name(key))
         self._what = storage.describe(key)
+        self._missing = f"bucket {storage.bucket.name} does not exist"
         self._crc = google_crc32c.Checksum()
         self._sha = hashlib.sha256()
         self._size = 0
@@ -78,7 +84,7 @@ class GcsUpload:
             self._writer.write(data)
         except CLIENT_ERRORS as exc:
             self.abort()
-            raise translate(exc, f"cannot upload {self._what}") from exc
+            raise translate(exc, f"cannot upload {self._what}", self._missing) from exc
         self._crc.update(bytes(data))
         self._sha.update(data)
         self._size += len(data)
@@ -90,7 +96,7 @@ class GcsUpload:
             self._blob.reload()
         except CLIENT_ERRORS as exc:
             self.abort()
-            raise translate(exc, f"cannot upload {self._what}") from exc
+            raise translate(exc, f"cannot upload {self._what}", self._missing) from exc
         expected = base64.b64encode(self._crc.digest()).decode()
         if self._blob.size != self._size or self._blob.crc32c != expected:
             self._storage.delete(self._key)

@@ -81,7 +81,8 @@ class LocalUpload:
         return ObjectInfo(self._key, self._size, mtime, self._sha.hexdigest())
 
     def abort(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
+            self._file.close()
         self._temp.unlink(missing_ok=True)
 
 
