@@ -22,8 +22,9 @@ config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True
 app.add_typer(backup_app, name="backup")
 app.add_typer(config_app, name="config")
 VERBOSE = {"on": False}
-out = Console()
-err = Console(stderr=True)
+# Piped output (logs, cron mail) is not wrapped at 80 columns: ids and paths stay whole.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
 
 
 @app.callback()

@@ -52,6 +52,10 @@ def encrypt(source: IO[bytes], sink: Any, keys: list[str]) -> None:
 def decrypt(source: IO[bytes], sink: Any, identities: list[x25519.Identity]) -> None:
     try:
         pyrage.decrypt_io(source, sink, identities)
+    except OSError as exc:
+        if exc.errno is not None:  # the destination failed (disk full...), not the decryption
+            raise
+        raise PermanentError("cannot decrypt: the encrypted data is damaged (age authentication failed)") from None
     except pyrage.DecryptError as exc:
         raise PermanentError(
             f"cannot decrypt: {exc}; is SPPG_BACKUP_AGE_IDENTITY_FILE the key the backup was made for?"

@@ -206,3 +206,34 @@ def test_bad_setting_names_it_and_exits_2(
         result = cli(*args, api=prefect_api)
         assert result.returncode == 2
         assert result.stderr.strip() == "error: bad setting SPPG_BACKUP_COMPRESSION: Input should be 'zstd' or 'gzip'"
+
+
+def task_run_counts(flow_run_id: Any) -> dict[str, int]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read() -> dict[str, int]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            return {run.name.rsplit("-", 1)[0]: run.run_count for run in runs}
+
+    return asyncio.run(read())
+
+
+def test_only_transient_errors_are_retried(
+    backup_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, prefect_api: str, postgres_cluster: Any
+) -> None:
+    from sppg_backup.errors import PermanentError, TransientError
+
+    monkeypatch.setenv("SPPG_BACKUP_DATABASE_URL", f"postgresql://postgres:pw@127.0.0.1:{free_port()}/erp_sppg")
+    state = backup_database(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(TransientError):
+        state.result()
+    assert task_run_counts(state.state_details.flow_run_id)["check-database"] == 3  # RETRIES=2
+
+    monkeypatch.setenv("SPPG_BACKUP_DATABASE_URL", postgres_cluster.url("erp_sppg", password="wrong"))
+    state = backup_database(return_state=True)
+    with pytest.raises(PermanentError):
+        state.result()
+    assert task_run_counts(state.state_details.flow_run_id)["check-database"] == 1

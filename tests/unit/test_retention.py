@@ -1,0 +1,62 @@
+from datetime import UTC, datetime, timedelta
+
+from sppg_backup.catalog import Manifest, Source, Verification
+from sppg_backup.retention import RetentionPolicy, plan
+
+NOW = datetime(2026, 11, 24, 20, 0, tzinfo=UTC)
+
+
+def manifest(days_old: float, verified: bool | None = None) -> Manifest:
+    created = NOW - timedelta(days=days_old)
+    return Manifest(
+        id=f"erp_sppg_backup_{created:%Y%m%d_%H%M%S}",
+        created_at=created,
+        finished_at=created,
+        duration_seconds=1,
+        source=Source(host="h", port=5432, database="d", user="u"),
+        server_version="15",
+        pg_dump_version="15",
+        compression="zstd",
+        encryption="none",
+        recipients=[],
+        data_key="db/x",
+        size=1,
+        sha256="0" * 64,
+        tables={},
+        verification=None
+        if verified is None
+        else Verification(status="passed" if verified else "failed", checked_at=created),
+    )
+
+
+def ids(items: list[Manifest]) -> list[float]:
+    return [round((NOW - m.created_at).total_seconds() / 86400) for m in items]
+
+
+def test_deletes_only_backups_older_than_the_policy() -> None:
+    result = plan([manifest(d) for d in (400, 100, 31, 29, 1)], NOW, RetentionPolicy(30))
+    assert ids(result.delete) == [400, 100, 31]
+    assert ids(result.keep) == [29, 1]
+
+
+def test_never_deletes_the_newest_backup_even_when_old() -> None:
+    result = plan([manifest(d) for d in (90, 60, 45)], NOW, RetentionPolicy(30))
+    assert ids(result.keep) == [45]
+    assert result.reasons[result.keep[0].id] == "newest backup"
+
+
+def test_keeps_newest_verified_backup_when_newer_ones_are_unverified() -> None:
+    backups = [manifest(90, verified=True), manifest(60, verified=False), manifest(45), manifest(40)]
+    result = plan(backups, NOW, RetentionPolicy(30))
+    assert ids(result.keep) == [90, 40]
+    assert result.reasons[backups[0].id] == "newest verified backup"
+
+
+def test_boundary_exactly_at_the_cutoff_is_kept() -> None:
+    result = plan([manifest(30), manifest(1)], NOW, RetentionPolicy(30))
+    assert result.delete == []
+
+
+def test_empty_catalog_plans_nothing() -> None:
+    result = plan([], NOW, RetentionPolicy(30))
+    assert result.keep == [] and result.delete == []
