@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prefect import serve
+from prefect.schedules import Cron
 
 from flows.backup_database import backup_database
 from flows.prune_backups import prune_backups
@@ -13,7 +14,9 @@ TIMEZONE = "Asia/Jakarta"
 def deployments() -> list:  # type: ignore[type-arg]
     return [
         backup_database.to_deployment(
-            name="daily", cron="0 3 * * *", timezone=TIMEZONE, description="The guide's daily 03:00 WIB backup."
+            name="daily",
+            schedule=Cron("0 3 * * *", timezone=TIMEZONE),
+            description="The guide's daily 03:00 WIB backup.",
         ),
         prune_backups.to_deployment(name="manual", description="Apply retention now."),
     ]

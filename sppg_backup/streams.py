@@ -8,7 +8,7 @@ import io
 import queue
 import threading
 import zlib
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 import zstandard
 
@@ -62,7 +62,15 @@ def decompressor(source: IO[bytes], kind: Compression) -> IO[bytes]:
     return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[return-value]
 
 
-def copy(source: IO[bytes], sink: IO[bytes] | Fanout) -> int:
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+def copy(source: Readable, sink: Writable) -> int:
     total = 0
     while chunk := source.read(CHUNK):
         sink.write(chunk)

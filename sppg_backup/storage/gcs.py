@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 import google_crc32c
 import requests
 from google.api_core import exceptions as gexc
-from google.cloud import storage as gcs
+from google.cloud import storage as gcs  # type: ignore[attr-defined]
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
 from ..errors import NotFoundError, PermanentError, TransientError
@@ -50,7 +50,13 @@ def credentials_from_file(path: str) -> Any:
 
 
 MEDIA_ERRORS: tuple[type[Exception], ...] = (InvalidResponse, DataCorruption)
-CLIENT_ERRORS = (gexc.GoogleAPIError, requests.RequestException, ConnectionError, TimeoutError, *MEDIA_ERRORS)
+CLIENT_ERRORS: tuple[type[Exception], ...] = (
+    gexc.GoogleAPIError,
+    requests.RequestException,
+    ConnectionError,
+    TimeoutError,
+    *MEDIA_ERRORS,
+)
 
 
 def translate(exc: Exception, what: str, missing: str = "not found") -> Exception:
