@@ -35,6 +35,18 @@ def open_destinations(settings: Settings, credentials: Any = None) -> Destinatio
     return Destinations(storage, local)
 
 
+def same_disk(storage: Storage, local: Storage | None) -> bool:
+    """Both are directories on one filesystem: the local copy is then a hard link, not a second write."""
+    if not (isinstance(storage, LocalStorage) and isinstance(local, LocalStorage)):
+        return False
+    try:
+        for root in (storage.root, local.root):
+            root.mkdir(parents=True, exist_ok=True)
+        return storage.root.stat().st_dev == local.root.stat().st_dev
+    except OSError:
+        return False
+
+
 def check_source(settings: Settings) -> postgres.ServerInfo:
     """The database answers and a pg_dump new enough for it is installed."""
     info = postgres.server_info(settings.database_url)
@@ -64,10 +76,12 @@ def dump(settings: Settings, dest: Destinations, backup_id: str, who: dict[str, 
     started = datetime.now(UTC)
     clock = time.monotonic()
     key = data_key("db", backup_id, settings.compression, bool(recipients))
-    fanout = streams.Fanout([(storage, key) for storage in dest.all])
+    linked = dest.local if same_disk(dest.storage, dest.local) else None
+    fanout = streams.Fanout([(storage, key) for storage in dest.all if storage is not linked])
     try:
         with postgres.dump(settings.database_url, settings.pg_bin_dir) as (stream, info):
-            compressed = streams.compressor(stream, settings.compression, settings.compression_level)
+            source = streams.Prefetch(stream)
+            compressed = streams.compressor(source, settings.compression, settings.compression_level)
             if recipients:
                 crypto.encrypt(compressed, fanout, recipients)
             else:
@@ -76,6 +90,8 @@ def dump(settings: Settings, dest: Destinations, backup_id: str, who: dict[str, 
         fanout.abort()
         raise
     copies = fanout.commit()
+    if isinstance(linked, LocalStorage) and isinstance(dest.storage, LocalStorage):
+        copies.append(linked.link(dest.storage, key))
     if len({(c.size, c.sha256) for c in copies}) != 1:
         for storage in dest.all:
             storage.delete(key)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -22,6 +24,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from .errors import NotFoundError, PermanentError, TransientError
 
 CONNECT_TIMEOUT = 10
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 PG_LIB = Path("/usr/lib/postgresql")
 
 
@@ -227,6 +230,8 @@ def dump(url: str, bin_dir: Path | None = None) -> Iterator[tuple[IO[bytes], Dum
             env=env,
         )
         assert proc.stdout is not None and proc.stderr is not None
+        with contextlib.suppress(OSError):  # a bigger pipe means fewer wake-ups between pg_dump and us
+            fcntl.fcntl(proc.stdout.fileno(), F_SETPIPE_SZ, 1 << 20)
         errors = StderrTail(proc.stderr)
         counting = pool.submit(row_counts, conn)
         try:

@@ -41,7 +41,8 @@ class Cluster:
         self.base = Path(base) if base else Path(tempfile.mkdtemp(prefix="sppg-pg-"))
         self.data = self.base / "data"
         self.port = port or free_port()
-        self.password = secrets.token_hex(8)
+        saved = self.base / "password"
+        self.password = saved.read_text().strip() if saved.exists() else secrets.token_hex(8)
         self._user: str | None = "postgres" if os.geteuid() == 0 else None
 
     def _run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -72,6 +73,9 @@ class Cluster:
                 "--locale=C.UTF-8",
             )
             pwfile.unlink()
+            saved = self.base / "password"
+            saved.touch(mode=0o600)
+            saved.write_text(self.password)
         options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
         self._run(
             str(self.bin_dir / "pg_ctl"),

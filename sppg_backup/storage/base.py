@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 CHUNK = 1 << 20
 
@@ -23,7 +23,9 @@ class Upload(Protocol):
 
     def write(self, data: bytes | memoryview) -> int: ...
 
-    def commit(self) -> ObjectInfo: ...
+    def commit(self, sha256: str | None = None) -> ObjectInfo:
+        """Make the object visible. `sha256` is required when opened with hashed=False."""
+        ...
 
     def abort(self) -> None: ...
 
@@ -33,7 +35,9 @@ class Storage(Protocol):
 
     url: str
 
-    def open_write(self, key: str) -> Upload: ...
+    def open_write(self, key: str, hashed: bool = True) -> Upload:
+        """Start a write; hashed=False when the caller computes sha256 itself (once for several copies)."""
+        ...
 
     def open_read(self, key: str) -> BinaryIO: ...
 
@@ -73,6 +77,15 @@ def put_bytes(storage: Storage, key: str, data: bytes) -> ObjectInfo:
 def get_bytes(storage: Storage, key: str) -> bytes:
     with storage.open_read(key) as stream:
         return stream.read()
+
+
+def final_digest(computed: Any, given: str | None) -> str:
+    """The caller's digest if it hashed, else the one computed while writing."""
+    if given is not None:
+        return given
+    if computed is None:
+        raise ValueError("an upload opened with hashed=False needs commit(sha256=...)")
+    return str(computed.hexdigest())
 
 
 def check_key(key: str) -> str:

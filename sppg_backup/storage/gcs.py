@@ -17,7 +17,7 @@ from google.cloud import storage as gcs  # type: ignore[attr-defined]
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
 from ..errors import NotFoundError, PermanentError, TransientError
-from .base import ObjectInfo, check_key
+from .base import ObjectInfo, check_key, final_digest
 
 UPLOAD_CHUNK = 16 << 20  # resumable upload chunk: a multiple of 256 KiB, held in memory while sent
 PERMANENT = (gexc.Unauthorized, gexc.Forbidden, gexc.RequestRangeNotSatisfiable, gexc.BadRequest)
@@ -74,14 +74,14 @@ def translate(exc: Exception, what: str, missing: str = "not found") -> Exceptio
 
 
 class GcsUpload:
-    def __init__(self, storage: GcsStorage, key: str) -> None:
+    def __init__(self, storage: GcsStorage, key: str, hashed: bool = True) -> None:
         self._storage = storage
         self._key = key
         self._blob = storage.bucket.blob(storage.name(key))
         self._what = storage.describe(key)
         self._missing = f"bucket {storage.bucket.name} does not exist"
         self._crc = google_crc32c.Checksum()
-        self._sha = hashlib.sha256()
+        self._sha = hashlib.sha256() if hashed else None
         self._size = 0
         self._writer = self._blob.open("wb", chunk_size=UPLOAD_CHUNK, ignore_flush=True)
 
@@ -92,11 +92,13 @@ class GcsUpload:
             self.abort()
             raise translate(exc, f"cannot upload {self._what}", self._missing) from exc
         self._crc.update(bytes(data))
-        self._sha.update(data)
+        if self._sha is not None:
+            self._sha.update(data)
         self._size += len(data)
         return len(data)
 
-    def commit(self) -> ObjectInfo:
+    def commit(self, sha256: str | None = None) -> ObjectInfo:
+        digest = final_digest(self._sha, sha256)
         try:
             self._writer.close()
             self._blob.reload()
@@ -111,7 +113,7 @@ class GcsUpload:
                 f"({self._blob.size} bytes crc32c {self._blob.crc32c}, sent {self._size} bytes crc32c {expected}); "
                 "it was deleted"
             )
-        self._blob.metadata = {"sha256": self._sha.hexdigest()}
+        self._blob.metadata = {"sha256": digest}
         try:
             self._blob.patch()
         except CLIENT_ERRORS as exc:
@@ -147,8 +149,8 @@ class GcsStorage:
         updated = blob.updated or datetime.now(UTC)
         return ObjectInfo(key, int(blob.size or 0), updated, (blob.metadata or {}).get("sha256"))
 
-    def open_write(self, key: str) -> GcsUpload:
-        return GcsUpload(self, key)
+    def open_write(self, key: str, hashed: bool = True) -> GcsUpload:
+        return GcsUpload(self, key, hashed)
 
     def open_read(self, key: str) -> BinaryIO:
         blob = self.bucket.blob(self.name(key))

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import NotFoundError, PermanentError, TransientError
-from .base import CHUNK, ObjectInfo, check_key
+from .base import CHUNK, ObjectInfo, check_key, final_digest
 
 PARTIAL_MARK = ".partial-"
+WRITEBACK_STEP = 8 << 20
 
 
 def file_sha256(path: Path) -> str:
@@ -37,13 +38,14 @@ def _os_error(exc: OSError, what: str) -> Exception:
 
 
 class LocalUpload:
-    def __init__(self, storage: LocalStorage, key: str) -> None:
+    def __init__(self, storage: LocalStorage, key: str, hashed: bool = True) -> None:
         self._final = storage.path(key)
         self._key = key
         self._what = storage.describe(key)
         self._temp = self._final.with_name(f".{self._final.name}{PARTIAL_MARK}{uuid.uuid4().hex[:8]}")
-        self._sha = hashlib.sha256()
+        self._sha = hashlib.sha256() if hashed else None
         self._size = 0
+        self._synced = 0
         try:
             self._final.parent.mkdir(parents=True, exist_ok=True)
             self._file: BinaryIO = open(self._temp, "xb")  # noqa: SIM115 - closed in commit/abort
@@ -56,11 +58,22 @@ class LocalUpload:
         except OSError as exc:
             self.abort()
             raise _os_error(exc, f"cannot write {self._what}") from exc
-        self._sha.update(data)
+        if self._sha is not None:
+            self._sha.update(data)
         self._size += len(data)
+        if self._size - self._synced >= WRITEBACK_STEP:
+            self._start_writeback()
         return len(data)
 
-    def commit(self) -> ObjectInfo:
+    def _start_writeback(self) -> None:
+        """Start writing to disk now, so the final fsync is short, and keep backups out of the page cache."""
+        self._file.flush()
+        with contextlib.suppress(OSError, AttributeError):
+            os.posix_fadvise(self._file.fileno(), self._synced, self._size - self._synced, os.POSIX_FADV_DONTNEED)
+        self._synced = self._size
+
+    def commit(self, sha256: str | None = None) -> ObjectInfo:
+        digest = final_digest(self._sha, sha256)
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
@@ -68,7 +81,7 @@ class LocalUpload:
             written = self._temp.stat().st_size
             if written != self._size:
                 raise PermanentError(f"{self._what}: wrote {written} bytes, expected {self._size}")
-            _set_sha256(self._temp, self._sha.hexdigest())
+            _set_sha256(self._temp, digest)
             os.replace(self._temp, self._final)
             _fsync_dir(self._final.parent)
         except OSError as exc:
@@ -78,7 +91,7 @@ class LocalUpload:
             self.abort()
             raise
         mtime = datetime.fromtimestamp(self._final.stat().st_mtime, UTC)
-        return ObjectInfo(self._key, self._size, mtime, self._sha.hexdigest())
+        return ObjectInfo(self._key, self._size, mtime, digest)
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
@@ -116,8 +129,22 @@ class LocalStorage:
     def describe(self, key: str) -> str:
         return str(self.path(key))
 
-    def open_write(self, key: str) -> LocalUpload:
-        return LocalUpload(self, key)
+    def open_write(self, key: str, hashed: bool = True) -> LocalUpload:
+        return LocalUpload(self, key, hashed)
+
+    def link(self, source: LocalStorage, key: str) -> ObjectInfo:
+        """Give `source`'s object a name here too, atomically, without copying (same filesystem only)."""
+        final = self.path(key)
+        temp = final.with_name(f".{final.name}{PARTIAL_MARK}{uuid.uuid4().hex[:8]}")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source.path(key), temp)
+            os.replace(temp, final)
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise _os_error(exc, f"cannot link {self.describe(key)}") from exc
+        return self.stat(key)
 
     def open_read(self, key: str) -> BinaryIO:
         try:

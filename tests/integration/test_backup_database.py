@@ -18,6 +18,7 @@ from sppg_backup.restore import fetch_dump
 from sppg_backup.storage import open_storage
 from sppg_backup.storage.local import LocalStorage
 from tests.dbcheck import drop, restore_into_new_database, table_contents
+from tests.helpers import tiny_filesystem
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 
@@ -162,3 +163,20 @@ def test_two_backups_in_the_same_second_get_distinct_ids(backup_env: dict[str, s
     assert first["id"] != second["id"]
     listing = list_backups(open_storage(backup_env["STORAGE_URL"]))
     assert len(listing.backups) == 2
+
+
+def test_local_copy_is_a_hard_link_on_the_same_disk_and_a_real_copy_on_another(
+    backup_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    manifest = Manifest.model_validate(backup_database())
+    stored = Path(backup_env["STORAGE_URL"].removeprefix("file://")) / manifest.data_key
+    local = Path(backup_env["LOCAL_DIR"]) / manifest.data_key
+    assert stored.stat().st_ino == local.stat().st_ino  # written once, named twice
+
+    with tiny_filesystem(tmp_path / "other-disk", size="64m") as other:
+        monkeypatch.setenv("SPPG_BACKUP_LOCAL_DIR", str(other))
+        second = Manifest.model_validate(backup_database())
+        copy = other / second.data_key
+        original = Path(backup_env["STORAGE_URL"].removeprefix("file://")) / second.data_key
+        assert copy.stat().st_dev != original.stat().st_dev
+        assert copy.read_bytes() == original.read_bytes() and copy.stat().st_size == second.size

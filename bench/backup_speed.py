@@ -1,0 +1,136 @@
+"""Backup speed and memory on a generated ERP database (about 1 GB by default).
+
+    .venv/bin/python bench/backup_speed.py [--scale 440] [--keep]
+
+Times, side by side in one run: `sppg-backup backup db` (dump, compress, encrypt, hash, store to file://
+storage and the local copy, manifest) against (a) pg_dump -Fc -Z0 > /dev/null, (b) the guide's
+pg_dump | gzip > file, (c) pg_dump -Fc -Z0 | zstd -T0 | age -r KEY > file; and the peak memory (sum of
+RSS over every process of the backup) sampled every 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sppg_backup import postgres  # noqa: E402
+from sppg_backup.crypto import generate_key_file  # noqa: E402
+from sppg_backup.sandbox import Cluster, fill_sample  # noqa: E402
+
+
+def tree_rss(pid: int) -> int:
+    """Sum of RSS (bytes) of a process and all its descendants."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += rss.get(current, 0)
+        todo += children.get(current, [])
+    return total
+
+
+def timed(command: list[str] | str, env: dict[str, str] | None = None, shell: bool = False) -> tuple[float, int]:
+    """Wall time and peak memory of a command and its children."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, shell=shell, executable="/bin/bash" if shell else None)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss(proc.pid))
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {command}")
+    return elapsed, peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=int, default=440, help="sample data scale (440 is about 950 MB)")
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".bench")
+    parser.add_argument("--keep", action="store_true", help="keep the cluster's data for the next run")
+    args = parser.parse_args()
+
+    workdir = args.workdir.resolve()
+    out = workdir / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    cluster_dir = workdir / f"pg-{args.scale}"
+    cluster = Cluster(cluster_dir if args.keep else Path(tempfile.mkdtemp(prefix="sppg-bench-")))
+    cluster.start()
+    try:
+        url = cluster.url("erp_bench")
+        try:
+            with postgres.connect(url):
+                pass
+        except Exception:
+            url = cluster.create_database("erp_bench")
+            started = time.perf_counter()
+            fill_sample(url, args.scale)
+            print(f"generated scale {args.scale} in {time.perf_counter() - started:.0f} s")
+        with postgres.connect(url) as conn:
+            size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
+        print(f"database: {size / 1e6:.0f} MB (pg_database_size)")
+
+        key = workdir / "bench-key.txt"
+        key.unlink(missing_ok=True)
+        public = generate_key_file(key)
+        conninfo, env = postgres.libpq_env(url)
+        pg_dump = f"{cluster.bin_dir}/pg_dump"
+        env["PATH"] = f"{cluster.bin_dir}:{env['PATH']}"
+
+        # warm the cache once so the first contender is not penalised
+        timed(f"{pg_dump} -Fc -Z0 '{conninfo}' > /dev/null", env, shell=True)
+        results: dict[str, tuple[float, int]] = {}
+        results["(a) pg_dump -Fc -Z0 > /dev/null"] = timed(f"{pg_dump} -Fc -Z0 '{conninfo}' > /dev/null", env, True)
+        results["(b) pg_dump | gzip > file"] = timed(f"{pg_dump} '{conninfo}' | gzip > {out}/guide.sql.gz", env, True)
+        results["(c) pg_dump -Fc -Z0 | zstd -T0 | age"] = timed(
+            f"set -o pipefail; {pg_dump} -Fc -Z0 '{conninfo}' | zstd -q -T0 | age -r {public} > {out}/byhand.zst.age",
+            env,
+            True,
+        )
+        backup_env = {
+            **env,
+            "SPPG_BACKUP_DATABASE_URL": url,
+            "SPPG_BACKUP_STORAGE_URL": (out / "storage").as_uri(),
+            "SPPG_BACKUP_LOCAL_DIR": str(out / "local"),
+            "SPPG_BACKUP_AGE_RECIPIENTS": public,
+            "SPPG_BACKUP_AUDIT_LOG": str(out / "audit.jsonl"),
+        }
+        core = [sys.executable, str(ROOT / "bench" / "run_backup_core.py")]
+        results["sppg-backup backup db (core, no Prefect)"] = timed(core, backup_env)
+        sizes = {
+            "(b)": (out / "guide.sql.gz").stat().st_size,
+            "(c)": (out / "byhand.zst.age").stat().st_size,
+            "backup db": sum(p.stat().st_size for p in (out / "storage" / "db").glob("*.age")),
+        }
+        floor = results["(a) pg_dump -Fc -Z0 > /dev/null"][0]
+        print(f"\n{'contender':45} {'seconds':>8} {'x (a)':>6} {'peak MB':>8}")
+        for name, (seconds, peak) in results.items():
+            print(f"{name:45} {seconds:8.1f} {seconds / floor:6.2f} {peak / 1e6:8.0f}")
+        print("\nstored sizes: " + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in sizes.items()))
+    finally:
+        cluster.stop(remove=not args.keep)
+
+
+if __name__ == "__main__":
+    main()
