@@ -11,12 +11,15 @@ RSS over every process of the backup) sampled every 20 ms.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from sppg_backup import postgres  # noqa: E402
 from sppg_backup.crypto import generate_key_file  # noqa: E402
-from sppg_backup.sandbox import Cluster, fill_sample  # noqa: E402
+from sppg_backup.sandbox import Cluster, fill_sample, free_port  # noqa: E402
 
 
 def tree_rss(pid: int) -> int:
@@ -63,9 +66,35 @@ def timed(command: list[str] | str, env: dict[str, str] | None = None, shell: bo
     return elapsed, peak
 
 
+@contextlib.contextmanager
+def prefect_server(workdir: Path) -> Iterator[str]:
+    """A real `prefect server` (SQLite) for timing the CLI as users run it, with the flow reported."""
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(workdir / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    proc = subprocess.Popen(
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(api + "/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield api
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--scale", type=int, default=440, help="sample data scale (440 is about 950 MB)")
+    parser.add_argument("--scale", type=int, default=400, help="sample data scale (400 is about 950 MB)")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".bench")
     parser.add_argument("--keep", action="store_true", help="keep the cluster's data for the next run")
     args = parser.parse_args()
@@ -103,10 +132,12 @@ def main() -> None:
         results: dict[str, tuple[float, int]] = {}
         results["(a) pg_dump -Fc -Z0 > /dev/null"] = timed(f"{pg_dump} -Fc -Z0 '{conninfo}' > /dev/null", env, True)
         results["(b) pg_dump | gzip > file"] = timed(f"{pg_dump} '{conninfo}' | gzip > {out}/guide.sql.gz", env, True)
+        by_hand = f"set -o pipefail; {pg_dump} -Fc -Z0 '{conninfo}' | zstd -q -T0 {{level}} | age -r {public} > {{out}}"
         results["(c) pg_dump -Fc -Z0 | zstd -T0 | age"] = timed(
-            f"set -o pipefail; {pg_dump} -Fc -Z0 '{conninfo}' | zstd -q -T0 | age -r {public} > {out}/byhand.zst.age",
-            env,
-            True,
+            by_hand.format(level="", out=out / "byhand.zst.age"), env, True
+        )
+        results["(c1) the same with zstd -1 (our level)"] = timed(
+            by_hand.format(level="-1", out=out / "byhand1.zst.age"), env, True
         )
         backup_env = {
             **env,
@@ -117,11 +148,15 @@ def main() -> None:
             "SPPG_BACKUP_AUDIT_LOG": str(out / "audit.jsonl"),
         }
         core = [sys.executable, str(ROOT / "bench" / "run_backup_core.py")]
-        results["sppg-backup backup db (core, no Prefect)"] = timed(core, backup_env)
+        results["backup db: dump..manifest (core)"] = timed(core, backup_env)
+        with prefect_server(workdir) as api:
+            cli = [str(Path(sys.executable).with_name("sppg-backup")), "backup", "db"]
+            results["sppg-backup backup db (Prefect flow)"] = timed(cli, {**backup_env, "PREFECT_API_URL": api})
         sizes = {
             "(b)": (out / "guide.sql.gz").stat().st_size,
             "(c)": (out / "byhand.zst.age").stat().st_size,
-            "backup db": sum(p.stat().st_size for p in (out / "storage" / "db").glob("*.age")),
+            "(c1)": (out / "byhand1.zst.age").stat().st_size,
+            "backup db": min(p.stat().st_size for p in (out / "storage" / "db").glob("*.age")),
         }
         floor = results["(a) pg_dump -Fc -Z0 > /dev/null"][0]
         print(f"\n{'contender':45} {'seconds':>8} {'x (a)':>6} {'peak MB':>8}")

@@ -106,7 +106,7 @@ class Fanout(io.RawIOBase):
     full; memory stays at most `depth` chunks per destination. Nothing is visible until commit().
     """
 
-    def __init__(self, targets: list[tuple[Storage, str]], depth: int = 8) -> None:
+    def __init__(self, targets: list[tuple[Storage, str]], depth: int = 4) -> None:
         self._sinks: list[_Sink] = []
         self._closed_queues = False
         self._pending = bytearray()
@@ -245,7 +245,7 @@ class Prefetch(io.RawIOBase):
     """Reads `source` ahead in a thread, up to `depth` chunks, so the producer (pg_dump) never waits on us
     while we are busy compressing; memory is bounded by depth * CHUNK."""
 
-    def __init__(self, source: IO[bytes], depth: int = 32) -> None:
+    def __init__(self, source: IO[bytes], depth: int = 8) -> None:
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
         self._current = memoryview(b"")
         self._chunk = b""

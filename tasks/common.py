@@ -11,7 +11,6 @@ from prefect.tasks import exponential_backoff
 from sppg_backup.audit import actor
 from sppg_backup.errors import TransientError
 from sppg_backup.settings import Settings
-from sppg_backup.storage.gcs import credentials_from_file
 
 T = TypeVar("T", bound=Task[Any, Any])
 
@@ -45,6 +44,8 @@ def gcp_credentials(settings: Settings) -> Any:
         block = GcpCredentials.load(settings.gcp_credentials_block)
         return block.get_credentials_from_service_account()
     if settings.gcp_service_account_file:
+        from sppg_backup.storage.gcs import credentials_from_file
+
         return credentials_from_file(str(settings.gcp_service_account_file))
     return None
 

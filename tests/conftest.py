@@ -93,10 +93,11 @@ def prefect_api() -> Iterator[str]:
 
 
 class Webhook:
-    """A real HTTP receiver on loopback, standing in for Slack: apprise json:// posts land here."""
+    """A real HTTP receiver on loopback, standing in for Slack (apprise json:// posts) or a Pushgateway."""
 
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str, bytes]] = []
         handler = self._handler()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = self.server.server_address[1]
@@ -107,14 +108,18 @@ class Webhook:
         return f"json://127.0.0.1:{self.port}/hook"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        messages = self.messages
+        messages, requests = self.messages, self.requests
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                messages.append(json.loads(body))
+                requests.append((self.command, self.path, body))
+                if self.path == "/hook":
+                    messages.append(json.loads(body))
                 self.send_response(200)
                 self.end_headers()
+
+            do_PUT = do_POST  # noqa: N815
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -132,6 +137,7 @@ def webhook_server() -> Iterator[Webhook]:
 @pytest.fixture
 def webhook(webhook_server: Webhook) -> Webhook:
     webhook_server.messages.clear()
+    webhook_server.requests.clear()
     return webhook_server
 
 

@@ -180,3 +180,44 @@ def test_local_copy_is_a_hard_link_on_the_same_disk_and_a_real_copy_on_another(
         original = Path(backup_env["STORAGE_URL"].removeprefix("file://")) / second.data_key
         assert copy.stat().st_dev != original.stat().st_dev
         assert copy.read_bytes() == original.read_bytes() and copy.stat().st_size == second.size
+
+
+def test_metrics_are_pushed_to_the_pushgateway(
+    backup_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, webhook: Any
+) -> None:
+    monkeypatch.setenv("SPPG_BACKUP_PUSHGATEWAY_URL", f"http://127.0.0.1:{webhook.port}")
+    manifest = Manifest.model_validate(backup_database())
+    [(method, path, body)] = [r for r in webhook.requests if r[1].startswith("/metrics/")]
+    assert (method, path) == ("POST", "/metrics/job/sppg_backup/kind/db")
+    samples = {s.name: s.value for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+    assert samples["backup_file_size_bytes"] == manifest.size
+    assert samples["backup_last_run_success"] == 1
+
+
+def test_demo_command_backs_up_the_sample_database(prefect_api: str, tmp_path: Path) -> None:
+    """The README's first command, minus installing: throwaway PostgreSQL, demo key, file:// storage."""
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPPG_BACKUP_")}
+    env["PREFECT_API_URL"] = prefect_api
+    sppg = [sys.executable, "-m", "sppg_backup"]
+    done = subprocess.run(
+        [*sppg, "demo", "--workdir", str(tmp_path), "--scale", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "rows in 9 tables" in done.stdout and "backup erp_sppg_backup_" in done.stdout
+    listed = subprocess.run(
+        [*sppg, "--config", str(tmp_path / "sppg-backup.toml"), "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    [backup] = json.loads(listed.stdout)["backups"]
+    assert backup["encryption"] == "age" and backup["tables"]["public.users"] == 20
+    assert (tmp_path / "storage" / backup["data_key"]).exists() and (tmp_path / "demo-key.txt").exists()
