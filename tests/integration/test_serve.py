@@ -1,0 +1,49 @@
+"""`sppg-backup serve` registers every deployment with its schedule on a real Prefect server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def read_deployments() -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+
+    async def read() -> dict[str, Any]:
+        async with get_client() as client:
+            found = await client.read_deployments()
+            flows = {f.id: f.name for f in await client.read_flows()}
+            return {f"{flows[d.flow_id]}/{d.name}": d for d in found}
+
+    return asyncio.run(read())
+
+
+def test_serve_registers_the_daily_backup_at_0300_jakarta(prefect_api: str, backup_env: dict[str, str]) -> None:
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sppg_backup", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "backup-database/daily" not in (found := read_deployments()):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "serve did not register its deployments"
+            time.sleep(0.5)
+        [schedule] = found["backup-database/daily"].schedules
+        assert schedule.schedule.cron == "0 3 * * *" and schedule.schedule.timezone == "Asia/Jakarta"
+        assert "prune-backups/manual" in found
+    finally:
+        proc.terminate()
+        proc.wait(30)
