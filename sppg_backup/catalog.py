@@ -97,7 +97,7 @@ def read_manifest(storage: Storage, kind: Kind, backup_id: str) -> Manifest:
     try:
         return Manifest.model_validate_json(get_bytes(storage, key))
     except NotFoundError:
-        raise NotFoundError(f"no backup {backup_id} in {storage.describe(kind + '/')}") from None
+        raise NotFoundError(f"no backup {backup_id} in {storage.url}") from None
     except (ValidationError, ValueError) as exc:
         raise BackupError(f"manifest {storage.describe(key)} is unreadable: {_first_error(exc)}") from None
 

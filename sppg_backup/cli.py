@@ -7,13 +7,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import BackupError, ConfigError
+from .errors import BackupError, CheckFailed, ConfigError
 from .settings import ENV_PREFIX, load_settings, masked
 
 app = typer.Typer(help="Backup and disaster recovery for ERP SPPG.", no_args_is_help=True, add_completion=False)
@@ -46,21 +46,22 @@ def run(func: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a flow or core function; turn our errors into one line and an exit code."""
     try:
         return func(*args, **kwargs)
-    except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except BackupError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except Exception as exc:  # a bug or an unforeseen failure: still one line, details with -v or in Prefect
-        if VERBOSE["on"]:
+    except Exception as exc:
+        if VERBOSE["on"] and not isinstance(exc, BackupError):
             raise
-        err.print(
-            f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (run with -v for details)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(1) from None
+        fail(exc)
+
+
+def fail(exc: Exception) -> NoReturn:
+    """One line on stderr; exit 2 for bad configuration, 1 for everything else."""
+    if isinstance(exc, CheckFailed):
+        message = f"check '{exc.check}' failed: {exc}"
+    elif isinstance(exc, BackupError):
+        message = str(exc)
+    else:  # a bug or an unforeseen failure: still one line, details with -v or in the Prefect UI
+        message = f"unexpected {type(exc).__name__}: {exc} (run with -v for details)"
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
 
 
 @config_app.command("show")
@@ -86,6 +87,34 @@ def backup_db(as_json: Annotated[bool, typer.Option("--json", help="Print the ma
     out.print(
         f"backup {manifest['id']} stored: {human_size(manifest['size'])} in {manifest['duration_seconds']:.1f} s, "
         f"{len(manifest['tables'])} tables, sha256 {manifest['sha256'][:16]}...",
+        highlight=False,
+    )
+
+
+@app.command("verify")
+def verify_command(
+    backup_id: Annotated[str | None, typer.Argument(help="Backup id; the newest when omitted.")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="Verify the newest backup.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Verify a backup (the verify-backup flow): sha256, decrypt, pg_restore --list, test restore, row counts."""
+    if backup_id and latest:
+        err.print("[red]error:[/red] give a backup id or --latest, not both")
+        raise typer.Exit(2)
+    run(load_settings)
+    from flows.verify_backup import verify_backup
+
+    try:
+        result = verify_backup(backup_id=backup_id)
+    except CheckFailed as exc:
+        if as_json:
+            print(json.dumps({"backup_id": backup_id, "status": "failed", "check": exc.check, "detail": str(exc)}))
+        fail(exc)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    out.print(
+        f"backup {result['backup_id']} verified: {result['detail']} ({result['duration_seconds']:.1f} s)",
         highlight=False,
     )
 

@@ -21,5 +21,13 @@ class NotFoundError(PermanentError):
     """The object, backup or database asked for does not exist."""
 
 
+class CheckFailed(PermanentError):
+    """A backup failed one named check (sha256, decrypt, pg_restore --list, ...)."""
+
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__(message)
+        self.check = check
+
+
 def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TransientError)

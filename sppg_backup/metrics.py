@@ -17,6 +17,7 @@ HELP = {
     "backup_duration_seconds": "Duration of the last successful backup",
     "backup_file_size_bytes": "Stored size of the last successful backup",
     "backup_verification_status": "1 if the last verification passed, 0 if it failed",
+    "backup_last_verification_timestamp": "Unix time of the last verification",
 }
 
 

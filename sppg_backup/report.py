@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from .catalog import Manifest, human_size, shown_time
+from .catalog import Manifest, Verification, human_size, shown_time
+from .errors import CheckFailed
 from .prune import PruneResult
 
 
@@ -50,4 +51,38 @@ def backup_markdown(manifest: Manifest, where: str, zone: ZoneInfo, pruned: list
         f"| stored at | {where} |\n| sha256 | `{manifest.sha256}` |\n"
         f"| pruned | {', '.join(deleted) if deleted else 'nothing'} |\n\n"
         f"## Rows per table at dump time\n\n| table | rows |\n|---|---|\n{rows}\n"
+    )
+
+
+NEXT_STEP = {
+    "manifest": "the backup is incomplete; run `sppg-backup list` and verify the newest complete backup",
+    "exists": "the backup data is gone from storage; check who deleted it (audit trail) and make a new backup",
+    "size": "the stored file is damaged or the dump was empty; make a new backup (`sppg-backup backup db`) and "
+    "check the database",
+    "sha256": "the stored file is corrupt; do not restore it; make a new backup now and restore older ones only "
+    "after they verify",
+    "decrypt": "check SPPG_BACKUP_AGE_IDENTITY_FILE is the private key of a recipient in the manifest",
+    "decompress": "the stored file is corrupt; make a new backup now",
+    "pg_restore --list": "the archive is unreadable; make a new backup now and verify it",
+    "test restore": "the backup does not restore; read the pg_restore error above, make a new backup and verify it",
+    "row counts": "the restored data differs from what was dumped; make a new backup and verify it",
+}
+
+
+def verification_failed(backup_id: str, failure: CheckFailed, storage_url: str) -> tuple[str, str]:
+    title = f"Backup verification FAILED ({failure.check}): {backup_id}"
+    body = (
+        f"Verification of backup {backup_id} failed at check '{failure.check}': {failure}\n"
+        f"Next step: {NEXT_STEP.get(failure.check, 'read the error above and run `sppg-backup verify` again')}.\n"
+        f"Storage: {storage_url}. Older verified backups: `sppg-backup list`."
+    )
+    return title, body
+
+
+def verification_markdown(backup_id: str, result: Verification, zone: ZoneInfo) -> str:
+    status = "PASSED" if result.status == "passed" else f"FAILED at check `{result.check}`"
+    return (
+        f"# Verification of {backup_id}: {status}\n\n| | |\n|---|---|\n"
+        f"| checked | {shown_time(result.checked_at, zone)} |\n| duration | {result.duration_seconds:.1f} s |\n"
+        f"| detail | {result.detail} |\n"
     )

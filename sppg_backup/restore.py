@@ -1,16 +1,20 @@
-"""Fetch a backup back: download, check sha256, decrypt, decompress into a plain pg_dump file."""
+"""Getting a backup back: fetch (download, sha256, decrypt, decompress), list, restore, compare rows."""
 
 from __future__ import annotations
 
+import subprocess
+import uuid
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import zstandard
 
-from . import crypto, streams
+from . import crypto, postgres, streams
 from .catalog import Manifest
-from .errors import PermanentError
+from .errors import CheckFailed, PermanentError
 from .storage import Storage
 
 
@@ -23,9 +27,10 @@ def fetch_dump(storage: Storage, manifest: Manifest, identities: list[Any], dest
             error = _decode(reader, out, manifest, identities)
             streams.copy(reader, _Discard())  # the checksum covers every stored byte, read or not
         if reader.size != manifest.size or reader.sha256.hexdigest() != manifest.sha256:
-            raise PermanentError(
+            raise CheckFailed(
+                "sha256",
                 f"backup {manifest.id}: sha256 mismatch, {where} is corrupt "
-                f"({reader.size} bytes, expected {manifest.size}); restore an older backup"
+                f"({reader.size} bytes, expected {manifest.size}); restore an older backup",
             )
         if error is not None:
             raise error
@@ -45,12 +50,68 @@ def _decode(reader: Any, out: Any, manifest: Manifest, identities: list[Any]) ->
             streams.copy(reader, plain)
         plain.finish()
     except PermanentError as exc:
-        return exc
+        return CheckFailed("decrypt", f"backup {manifest.id}: {exc}")
     except (zstandard.ZstdError, zlib.error, ValueError) as exc:
-        return PermanentError(f"backup {manifest.id}: does not decompress ({exc}); it is corrupt")
+        return CheckFailed("decompress", f"backup {manifest.id}: does not decompress ({exc}); it is corrupt")
     return None
 
 
 class _Discard:
     def write(self, data: bytes) -> int:
         return len(data)
+
+
+def pg_restore_tool(url: str, bin_dir: Path | None) -> str:
+    return postgres.find_tool("pg_restore", postgres.server_info(url).major, bin_dir)[0]
+
+
+def list_archive(archive: Path, pg_restore: str) -> int:
+    """`pg_restore --list` reads the archive's table of contents; returns its number of entries."""
+    done = subprocess.run([pg_restore, "--list", str(archive)], capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise CheckFailed("pg_restore --list", f"pg_restore --list cannot read the archive: {tail[0]}")
+    return sum(1 for line in done.stdout.splitlines() if line and not line.startswith(";"))
+
+
+@contextmanager
+def scratch_database(server_url: str, purpose: str) -> Iterator[str]:
+    """A new, uniquely named database on the server of `server_url`, dropped afterwards whatever happens."""
+    name = f"sppg_{purpose}_{uuid.uuid4().hex[:12]}"
+    admin = postgres.with_database(server_url, "postgres")
+    with postgres.connect(admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres.with_database(server_url, name)
+    finally:
+        with postgres.connect(admin) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def restore_archive(url: str, archive: Path, pg_restore: str, jobs: int, check: str = "test restore") -> None:
+    """pg_restore into an existing database, in parallel, stopping at the first error."""
+    conninfo, env = postgres.libpq_env(url)
+    command = [
+        pg_restore,
+        "--no-owner",
+        "--no-privileges",
+        "--exit-on-error",
+        f"--jobs={jobs}",
+        "--dbname",
+        conninfo,
+        str(archive),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        tail = "; ".join(done.stderr.strip().splitlines()[-3:]) or f"exit {done.returncode}"
+        raise CheckFailed(check, f"pg_restore failed: {tail}")
+
+
+def compare_rows(url: str, expected: dict[str, int]) -> None:
+    """Every table of the manifest is there with the same row count, and no other table."""
+    with postgres.connect(url) as conn:
+        found = postgres.row_counts(conn)
+    problems = [f"{t}: {found.get(t, 'missing')} rows, expected {n}" for t, n in expected.items() if found.get(t) != n]
+    problems += [f"{t}: not in the backup's manifest" for t in found if t not in expected]
+    if problems:
+        raise CheckFailed("row counts", f"{len(problems)} tables differ: " + "; ".join(problems[:5]))

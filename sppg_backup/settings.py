@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -27,6 +27,15 @@ def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+class SmokeCheck(BaseModel):
+    """A query run against a restored database and the value its first column must have."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    sql: str
+    expect: str
 
 
 class Settings(BaseSettings):
@@ -55,13 +64,26 @@ class Settings(BaseSettings):
     gcp_credentials_block: str | None = None
     gcp_service_account_file: Path | None = None
     gcp_project: str | None = None
+    min_backup_size: int = Field(1 << 20, ge=0)
+    verify_database_url: str | None = None
+    scratch_dir: Path | None = None
+    restore_jobs: int = Field(2, ge=1)
+    drill_checks: list[SmokeCheck] = [
+        SmokeCheck(name="users exist", sql="SELECT count(*) > 0 FROM users", expect="true"),
+    ]
+    drill_test_command: str | None = None
+    drill_test_timeout_seconds: int = Field(1800, ge=1)
+    max_backup_age_hours: float = Field(25, gt=0)
+    size_drop_ratio: float = Field(0.5, gt=0, lt=1)
+    storage_alert_ratio: float = Field(0.8, gt=0, le=1)
+    bucket_quota_bytes: int | None = Field(None, gt=0)
 
     _split = field_validator("age_recipients", "notify_urls", mode="before")(_split_commas)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "verify_database_url")
     @classmethod
-    def _check_database_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("postgresql", "postgres"):
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("postgresql", "postgres"):
             raise ValueError("must start with postgresql://")
         return value
 
@@ -176,7 +198,7 @@ def masked(settings: Settings) -> dict[str, Any]:
     """The effective settings as plain values, secrets masked, for `config show`."""
     shown: dict[str, Any] = {}
     for name, value in settings.model_dump().items():
-        if name == "database_url" or name == "pushgateway_url" and value:
+        if name in ("database_url", "verify_database_url", "pushgateway_url") and value:
             value = mask_url(value)
         elif name == "notify_urls":
             value = [mask_url(url) for url in value]

@@ -10,20 +10,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from sppg_backup import backup, metrics, notify, report
-from sppg_backup.audit import AuditTrail
 from sppg_backup.catalog import Manifest, human_size
 from sppg_backup.prune import PruneResult, prune
 from sppg_backup.retention import RetentionPolicy
 from sppg_backup.settings import Settings
-from tasks.common import gcp_credentials, who
-
-
-def destinations(settings: Settings) -> backup.Destinations:
-    return backup.open_destinations(settings, gcp_credentials(settings))
-
-
-def audit_trail(settings: Settings, dest: backup.Destinations | None = None) -> AuditTrail:
-    return AuditTrail(settings.audit_path, dest.storage if dest else None, who())
+from tasks.common import audit_trail, destinations, who
 
 
 @task(name="check-database", cache_policy=NO_CACHE, timeout_seconds=120)

@@ -8,7 +8,8 @@ from prefect import Task
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
-from sppg_backup.audit import actor
+from sppg_backup.audit import AuditTrail, actor
+from sppg_backup.backup import Destinations, open_destinations
 from sppg_backup.errors import TransientError
 from sppg_backup.settings import Settings
 
@@ -54,3 +55,11 @@ def who() -> dict[str, str]:
     run_id = flow_run.get_id()
     name = flow_run.get_name()
     return actor(f"{name} ({run_id})" if run_id else None)
+
+
+def destinations(settings: Settings) -> Destinations:
+    return open_destinations(settings, gcp_credentials(settings))
+
+
+def audit_trail(settings: Settings, dest: Destinations | None = None) -> AuditTrail:
+    return AuditTrail(settings.audit_path, dest.storage if dest else None, who())

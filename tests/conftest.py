@@ -164,6 +164,7 @@ def backup_env(
         "NOTIFY_URLS": webhook.url,
         "METRICS_FILE": str(tmp_path / "metrics" / "backup.prom"),
         "AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+        "MIN_BACKUP_SIZE": "10000",
         "RETRIES": "2",
         "RETRY_DELAY_SECONDS": "0",
     }

@@ -1,0 +1,94 @@
+"""Tasks of verify-backup and recovery-drill: find, check, fetch, list, restore, compare, record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from sppg_backup import crypto, metrics, notify, report, restore, verify
+from sppg_backup.catalog import Manifest, human_size
+from sppg_backup.errors import CheckFailed
+from sppg_backup.settings import Settings
+from tasks.common import audit_trail, destinations
+
+
+def server_url(settings: Settings) -> str:
+    """Where test restores go: SPPG_BACKUP_VERIFY_DATABASE_URL, else the backed-up database's server."""
+    return settings.verify_database_url or settings.database_url
+
+
+@task(name="find-backup", cache_policy=NO_CACHE, timeout_seconds=300)
+def find_backup(settings: Settings, backup_id: str | None) -> Manifest:
+    manifest = verify.find_backup(destinations(settings).storage, backup_id)
+    get_run_logger().info("backup %s: manifest found", manifest.id)
+    return manifest
+
+
+@task(name="check-size", cache_policy=NO_CACHE, timeout_seconds=300)
+def check_stored(settings: Settings, manifest: Manifest) -> None:
+    size = verify.check_stored(destinations(settings).storage, manifest, settings.min_backup_size)
+    get_run_logger().info("backup %s: %s stored, as recorded", manifest.id, human_size(size))
+
+
+@task(name="download-decrypt-decompress", cache_policy=NO_CACHE)
+def fetch_archive(settings: Settings, manifest: Manifest, archive: Path) -> None:
+    """Download, check sha256, decrypt with AGE_IDENTITY_FILE and decompress in one pass."""
+    identities = []
+    if manifest.encryption == "age":
+        if settings.age_identity_file is None:
+            raise CheckFailed("decrypt", "SPPG_BACKUP_AGE_IDENTITY_FILE is not set: cannot decrypt the backup")
+        identities = crypto.load_identities(settings.age_identity_file)
+    restore.fetch_dump(destinations(settings).storage, manifest, identities, archive)
+    get_run_logger().info("backup %s: sha256 matches, decrypted and decompressed", manifest.id)
+
+
+@task(name="pg-restore-list", cache_policy=NO_CACHE, timeout_seconds=600)
+def list_archive(settings: Settings, archive: Path) -> int:
+    entries = restore.list_archive(archive, restore.pg_restore_tool(server_url(settings), settings.pg_bin_dir))
+    get_run_logger().info("pg_restore --list reads %d entries", entries)
+    return entries
+
+
+@task(name="test-restore", cache_policy=NO_CACHE)
+def test_restore(settings: Settings, manifest: Manifest, archive: Path) -> None:
+    """Restore into a temporary database (dropped afterwards even when a step fails) and compare row counts."""
+    url = server_url(settings)
+    pg_restore = restore.pg_restore_tool(url, settings.pg_bin_dir)
+    with restore.scratch_database(url, "verify") as scratch:
+        restore.restore_archive(scratch, archive, pg_restore, settings.restore_jobs)
+        restore.compare_rows(scratch, manifest.tables)
+    get_run_logger().info(
+        "backup %s: restored; %d tables with the recorded row counts", manifest.id, len(manifest.tables)
+    )
+
+
+@task(name="record-verification", cache_policy=NO_CACHE)
+def record_verification(
+    settings: Settings, manifest: Manifest | None, failure: CheckFailed | None, started: datetime
+) -> dict[str, object]:
+    """Store the result with the manifest, set backup_verification_status, audit, artifact, notify on failure."""
+    finished = datetime.now(UTC)
+    result = verify.outcome(failure, started, finished)
+    dest = destinations(settings)
+    if manifest is not None:
+        manifest = verify.record(dest.all, manifest, result)
+    backup_id = manifest.id if manifest else "-"
+    metrics.record(
+        "db",
+        {"backup_verification_status": 0 if failure else 1, "backup_last_verification_timestamp": finished.timestamp()},
+        settings.metrics_file,
+        settings.pushgateway_url,
+    )
+    audit_trail(settings, dest).record("verify", backup_id, result.status, check=result.check, detail=result.detail)
+    create_markdown_artifact(
+        key="verify-backup", markdown=report.verification_markdown(backup_id, result, settings.zone)
+    )
+    if failure is not None:
+        title, body = report.verification_failed(backup_id, failure, settings.storage_url)
+        if not notify.send(settings.notify_urls, title, body, ok=False):
+            get_run_logger().warning("the failure notification did not reach every channel")
+    return {"backup_id": backup_id, **result.model_dump(mode="json")}
