@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .catalog import shown_time
 from .errors import BackupError, CheckFailed, ConfigError
 from .settings import ENV_PREFIX, load_settings, masked
 
@@ -119,13 +120,59 @@ def verify_command(
     )
 
 
+@app.command("drill")
+def drill_command(
+    show_history: Annotated[bool, typer.Option("--history", help="Show past drills from storage.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Weekly recovery drill (the recovery-drill flow): restore the newest backup, check it, report RTO and RPO."""
+    settings = run(load_settings)
+    if show_history:
+        from .drill import history
+        from .storage import open_storage
+
+        storage = run(open_storage, settings.storage_url, _credentials(settings), settings.gcp_project)
+        reports, unreadable = run(history, storage)
+        if as_json:
+            print(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
+            return
+        table = Table(title=f"Recovery drills in {settings.storage_url}")
+        for column in ("drill", f"started ({settings.timezone})", "backup", "status", "RTO s", "RPO h"):
+            table.add_column(column)
+        for r in reports:
+            rpo = f"{r.rpo_seconds / 3600:.1f}" if r.rpo_seconds is not None else "-"
+            rto = f"{r.rto_seconds:.1f}" if r.rto_seconds is not None else "-"
+            status = r.status if r.status == "passed" else f"FAILED ({r.failed_step})"
+            table.add_row(r.id, shown_time(r.started_at, settings.zone), r.backup_id or "-", status, rto, rpo)
+        out.print(table)
+        for key in unreadable:
+            err.print(f"[yellow]warning:[/yellow] unreadable drill report {key}", highlight=False)
+        return
+    from flows.recovery_drill import recovery_drill
+
+    try:
+        result = recovery_drill()
+    except CheckFailed as exc:
+        if as_json:
+            print(json.dumps({"status": "failed", "check": exc.check, "detail": str(exc)}))
+        fail(exc)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    out.print(
+        f"drill {result['id']} passed: backup {result['backup_id']} restored, RTO {result['rto_seconds']:.1f} s, "
+        f"RPO {result['rpo_seconds'] / 3600:.1f} h",
+        highlight=False,
+    )
+
+
 @app.command("list")
 def list_command(
     kind: Annotated[str, typer.Option(help="Kind of backup: db.")] = "db",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List backups from storage alone (manifests), newest last."""
-    from .catalog import human_size, list_backups, shown_time, to_json
+    from .catalog import human_size, list_backups, to_json
     from .storage import open_storage
 
     settings = run(load_settings)

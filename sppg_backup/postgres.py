@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
@@ -69,10 +70,19 @@ def parse(url: str) -> tuple[Target, dict[str, Any]]:
 
 
 def with_database(url: str, database: str) -> str:
-    """The same server and login, another database."""
+    """The same server and login, another database, as a postgresql:// URL."""
     _, params = parse(url)
-    params["dbname"] = database
-    return make_conninfo(**params)
+    user = quote(str(params.pop("user", "")), safe="")
+    password = params.pop("password", None)
+    login = f"{user}:{quote(str(password), safe='')}@" if password else (f"{user}@" if user else "")
+    host = str(params.pop("host", ""))
+    port = params.pop("port", None)
+    params.pop("dbname", None)
+    netloc = (f"[{host}]" if ":" in host else host) if host and not host.startswith("/") else ""
+    if host.startswith("/"):
+        params["host"] = host
+    query = ("?" + urlencode(params)) if params else ""
+    return f"postgresql://{login}{netloc}{':' + str(port) if port else ''}/{quote(database, safe='')}{query}"
 
 
 def libpq_env(url: str) -> tuple[str, dict[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from .catalog import Manifest, Verification, human_size, shown_time
+from .drill import DrillReport
 from .errors import CheckFailed
 from .prune import PruneResult
 
@@ -85,4 +86,45 @@ def verification_markdown(backup_id: str, result: Verification, zone: ZoneInfo) 
         f"# Verification of {backup_id}: {status}\n\n| | |\n|---|---|\n"
         f"| checked | {shown_time(result.checked_at, zone)} |\n| duration | {result.duration_seconds:.1f} s |\n"
         f"| detail | {result.detail} |\n"
+    )
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def drill_message(result: DrillReport, where: str, zone: ZoneInfo) -> tuple[str, str]:
+    if result.status == "passed":
+        title = f"Recovery drill OK: RTO {_seconds(result.rto_seconds)}, RPO {_seconds(result.rpo_seconds)}"
+        next_step = "nothing; the report is the evidence for the monthly compliance check"
+    else:
+        title = f"Recovery drill FAILED ({result.failed_step}): backup {result.backup_id or '-'}"
+        next_step = "fix the cause above; until then a restore of this backup may not work. Run `sppg-backup drill`"
+    body = (
+        f"Drill {result.id} at {shown_time(result.started_at, zone)} restored backup {result.backup_id or '-'}: "
+        f"{result.status}.\n{result.detail}\nRTO (time to a checked database): {_seconds(result.rto_seconds)}; "
+        f"RPO (age of the restored data): {_seconds(result.rpo_seconds)}.\nReport: {where}\nNext step: {next_step}."
+    )
+    return title, body
+
+
+def drill_markdown(result: DrillReport, zone: ZoneInfo) -> str:
+    steps = "\n".join(f"| {name} | {seconds:.1f} s |" for name, seconds in result.steps.items())
+    checks = "\n".join(
+        f"| {c.name} | `{c.sql}` | {c.expect} | {c.got} | {'ok' if c.passed else 'FAILED'} |"
+        for c in result.smoke_checks
+    )
+    app = (
+        f"\n\nApplication tests: `{result.app_test.command}` exited with {result.app_test.exit_code} "
+        f"in {result.app_test.seconds:.1f} s"
+        if result.app_test
+        else ""
+    )
+    return (
+        f"# Recovery drill {result.id}: {result.status.upper()}\n\n"
+        f"| | |\n|---|---|\n| backup | {result.backup_id or '-'} |\n"
+        f"| started | {shown_time(result.started_at, zone)} |\n| RTO | {_seconds(result.rto_seconds)} |\n"
+        f"| RPO | {_seconds(result.rpo_seconds)} |\n| detail | {result.detail} |\n\n"
+        f"## Steps\n\n| step | time |\n|---|---|\n{steps}\n\n"
+        f"## Smoke checks\n\n| check | query | expected | got | |\n|---|---|---|---|---|\n{checks}{app}\n"
     )

@@ -74,18 +74,29 @@ def list_archive(archive: Path, pg_restore: str) -> int:
     return sum(1 for line in done.stdout.splitlines() if line and not line.startswith(";"))
 
 
+def create_scratch_database(server_url: str, purpose: str) -> str:
+    """A new, uniquely named database (sppg_<purpose>_<random>) on the server of `server_url`; its URL."""
+    name = f"sppg_{purpose}_{uuid.uuid4().hex[:12]}"
+    with postgres.connect(postgres.with_database(server_url, "postgres")) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return postgres.with_database(server_url, name)
+
+
+def drop_database(url: str) -> None:
+    """Drop the database of `url`, closing its connections."""
+    target, _ = postgres.parse(url)
+    with postgres.connect(postgres.with_database(url, "postgres")) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+
+
 @contextmanager
 def scratch_database(server_url: str, purpose: str) -> Iterator[str]:
-    """A new, uniquely named database on the server of `server_url`, dropped afterwards whatever happens."""
-    name = f"sppg_{purpose}_{uuid.uuid4().hex[:12]}"
-    admin = postgres.with_database(server_url, "postgres")
-    with postgres.connect(admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    """A scratch database dropped afterwards whatever happens."""
+    url = create_scratch_database(server_url, purpose)
     try:
-        yield postgres.with_database(server_url, name)
+        yield url
     finally:
-        with postgres.connect(admin) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(url)
 
 
 def restore_archive(url: str, archive: Path, pg_restore: str, jobs: int, check: str = "test restore") -> None:

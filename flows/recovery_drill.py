@@ -1,0 +1,66 @@
+"""recovery-drill: the guide's weekly recovery test, measuring recovery time (RTO) and data age (RPO)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from sppg_backup.catalog import Manifest
+from sppg_backup.drill import AppTestResult, SmokeResult, Stopwatch, build_report
+from sppg_backup.errors import BackupError, CheckFailed
+from sppg_backup.settings import load_settings
+from sppg_backup.verify import scratch_file
+from tasks.common import retrying
+from tasks.drill import (
+    create_test_database,
+    drop_test_database,
+    restore_test_database,
+    run_app_tests,
+    run_smoke_checks,
+    write_drill_report,
+)
+from tasks.verify import fetch_archive, find_backup
+
+
+@flow(name="recovery-drill", description="Restore the newest backup as a disaster would; measure RTO and RPO.")
+def recovery_drill(config_file: str | None = None) -> dict[str, Any]:
+    settings = load_settings(config_file)
+    watch = Stopwatch()
+    manifest: Manifest | None = None
+    target: str | None = None
+    smoke: list[SmokeResult] = []
+    app: AppTestResult | None = None
+    rto: float | None = None
+    failure: CheckFailed | None = None
+    try:
+        with watch("find backup"):
+            manifest = retrying(find_backup, settings)(settings, None)
+        # 1. Create test environment.
+        target = create_test_database(settings)
+        # 2. Restore latest backup to test environment.
+        with scratch_file(settings.scratch_dir, manifest.id) as archive:
+            with watch("download"):
+                retrying(fetch_archive, settings)(settings, manifest, archive)
+            with watch("restore"):
+                restore_test_database(settings, target, archive)
+        with watch("smoke checks"):
+            smoke = run_smoke_checks(settings, target)
+        rto = watch.elapsed()
+        # 3. Run application tests.
+        if settings.drill_test_command:
+            with watch("application tests"):
+                app = run_app_tests(settings, target)
+    except BackupError as error:
+        failure = error if isinstance(error, CheckFailed) else CheckFailed("drill", str(error))
+    finally:
+        # 4. Cleanup test environment.
+        if target is not None:
+            drop_test_database(target)
+    result = build_report(
+        watch, manifest.id if manifest else None, manifest.created_at if manifest else None, rto, smoke, app, failure
+    )
+    write_drill_report(settings, result)
+    if result.status == "failed":
+        raise CheckFailed(result.failed_step or "drill", f"recovery drill failed: {result.detail}")
+    return result.model_dump(mode="json")
