@@ -166,6 +166,24 @@ def drill_command(
     )
 
 
+@app.command("status")
+def status_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Backup health (the check-backup-health flow): exit 0 when healthy, 1 naming each active alert."""
+    run(load_settings)
+    from flows.check_backup_health import check_backup_health
+
+    result = run(check_backup_health)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    elif result["healthy"]:
+        out.print("healthy: a recent backup, no size drop, verification passing, storage below its limit")
+    for alert in result["alerts"]:
+        if not as_json:
+            err.print(f"[red]ALERT[/red] {alert['name']}: {alert['summary']}", highlight=False, soft_wrap=True)
+    if not result["healthy"]:
+        raise typer.Exit(1)
+
+
 @app.command("list")
 def list_command(
     kind: Annotated[str, typer.Option(help="Kind of backup: db.")] = "db",

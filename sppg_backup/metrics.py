@@ -18,45 +18,52 @@ HELP = {
     "backup_file_size_bytes": "Stored size of the last successful backup",
     "backup_verification_status": "1 if the last verification passed, 0 if it failed",
     "backup_last_verification_timestamp": "Unix time of the last verification",
+    "backup_previous_file_size_bytes": "Stored size of the backup before the last one",
+    "backup_storage_used_ratio": "Used fraction of the backup storage (location=local disk or storage)",
+    "backup_health_alerts": "Number of active backup health alerts",
 }
 
 
-def _load(path: Path) -> dict[tuple[str, str], float]:
-    """Existing values by (metric, kind), so one run's update keeps the other metrics' last values."""
-    values: dict[tuple[str, str], float] = {}
+Labels = tuple[tuple[str, str], ...]
+
+
+def _load(path: Path) -> dict[tuple[str, Labels], float]:
+    """Existing values by (metric, labels), so one run's update keeps the other metrics' last values."""
+    values: dict[tuple[str, Labels], float] = {}
     if path.exists():
         for family in text_string_to_metric_families(path.read_text()):
             for sample in family.samples:
                 if sample.name in HELP:
-                    values[(sample.name, sample.labels.get("kind", ""))] = sample.value
+                    values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return values
 
 
-def record(kind: str, values: dict[str, float], textfile: Path | None, pushgateway: str | None) -> None:
-    """Set metrics for one kind of backup; a failure to publish is logged, never raised."""
+def record(labels: dict[str, str], values: dict[str, float], textfile: Path | None, pushgateway: str | None) -> None:
+    """Set metrics (all with the same labels, e.g. kind=db); a failure to publish is logged, never raised."""
     if textfile is None and not pushgateway:
         return
+    key = tuple(sorted(labels.items()))
+    update = {(name, key): value for name, value in values.items()}
     if textfile is not None:
         try:
             merged = _load(textfile)
-            merged.update({(name, kind): value for name, value in values.items()})
+            merged.update(update)
             textfile.parent.mkdir(parents=True, exist_ok=True)
             write_to_textfile(str(textfile), _registry(merged))
         except (OSError, ValueError) as exc:
             log.warning("cannot write metrics file %s: %s", textfile, exc)
     if pushgateway:
         try:
-            registry = _registry({(name, kind): value for name, value in values.items()})
-            pushadd_to_gateway(pushgateway, job="sppg_backup", registry=registry, grouping_key={"kind": kind})
+            pushadd_to_gateway(pushgateway, job="sppg_backup", registry=_registry(update), grouping_key=labels)
         except OSError as exc:
             log.warning("cannot push metrics to %s: %s", pushgateway, exc)
 
 
-def _registry(values: dict[tuple[str, str], float]) -> CollectorRegistry:
+def _registry(values: dict[tuple[str, Labels], float]) -> CollectorRegistry:
     registry = CollectorRegistry()
     gauges: dict[str, Gauge] = {}
-    for (name, kind), value in sorted(values.items()):
+    for (name, labels), value in sorted(values.items()):
         if name not in gauges:
-            gauges[name] = Gauge(name, HELP[name], ["kind"], registry=registry)
-        gauges[name].labels(kind=kind).set(value)
+            gauges[name] = Gauge(name, HELP[name], [k for k, _ in labels], registry=registry)
+        gauges[name].labels(**dict(labels)).set(value)
     return registry

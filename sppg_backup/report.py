@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 from .catalog import Manifest, Verification, human_size, shown_time
 from .drill import DrillReport
 from .errors import CheckFailed
+from .health import Alert
 from .prune import PruneResult
 
 
@@ -128,3 +129,22 @@ def drill_markdown(result: DrillReport, zone: ZoneInfo) -> str:
         f"## Steps\n\n| step | time |\n|---|---|\n{steps}\n\n"
         f"## Smoke checks\n\n| check | query | expected | got | |\n|---|---|---|---|---|\n{checks}{app}\n"
     )
+
+
+ALERT_NEXT_STEP = {
+    "backup_missing": "check the last backup-database flow run in the Prefect UI, fix its error and run "
+    "`sppg-backup backup db`",
+    "backup_size_drop": "check whether data was deleted from the database (audit logs, application errors) before "
+    "the next backup overwrites the evidence; run `sppg-backup verify`",
+    "verification_failed": "run `sppg-backup verify` to see the failing check; make a new backup and verify it",
+}
+STORAGE_NEXT_STEP = "free space or raise the quota; `sppg-backup prune --dry-run` shows what retention would remove"
+
+
+def alert_started(alert: Alert, storage_url: str) -> tuple[str, str]:
+    step = ALERT_NEXT_STEP.get(alert.name, STORAGE_NEXT_STEP)
+    return f"ALERT {alert.name}: {alert.summary}", f"{alert.summary}\nStorage: {storage_url}\nNext step: {step}."
+
+
+def alert_cleared(name: str) -> tuple[str, str]:
+    return f"RESOLVED {name}", f"The alert {name} has cleared; backups are healthy on this point again."

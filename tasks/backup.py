@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from sppg_backup import backup, metrics, notify, report
-from sppg_backup.catalog import Manifest, human_size
+from sppg_backup.catalog import Manifest, human_size, list_backups
 from sppg_backup.prune import PruneResult, prune
 from sppg_backup.retention import RetentionPolicy
 from sppg_backup.settings import Settings
@@ -65,6 +65,12 @@ def prune_backups(settings: Settings, dry_run: bool = False) -> list[PruneResult
     return results
 
 
+def previous_size(dest: backup.Destinations, manifest: Manifest) -> int:
+    """The size of the backup before this one (its own size when it is the first), for the size-drop alert."""
+    older = [m for m in list_backups(dest.storage).backups if m.created_at < manifest.created_at]
+    return older[-1].size if older else manifest.size
+
+
 @task(name="notify-success", cache_policy=NO_CACHE)
 def report_success(settings: Settings, manifest: Manifest, pruned: list[PruneResult]) -> None:
     dest = destinations(settings)
@@ -79,11 +85,12 @@ def report_success(settings: Settings, manifest: Manifest, pruned: list[PruneRes
         duration_seconds=manifest.duration_seconds,
     )
     metrics.record(
-        "db",
+        {"kind": "db"},
         {
             "backup_last_success_timestamp": manifest.finished_at.timestamp(),
             "backup_duration_seconds": manifest.duration_seconds,
             "backup_file_size_bytes": manifest.size,
+            "backup_previous_file_size_bytes": previous_size(dest, manifest),
             "backup_last_run_success": 1,
         },
         settings.metrics_file,
@@ -107,7 +114,7 @@ def report_failure(settings: Settings, error: BaseException, listed: Manifest | 
     except Exception as exc:
         log.warning("cannot record the failure in the audit trail: %s", exc)
     metrics.record(
-        "db",
+        {"kind": "db"},
         {
             "backup_last_failure_timestamp": datetime.now(UTC).timestamp(),
             "backup_last_run_success": 0,

@@ -78,7 +78,7 @@ def record_verification(
         manifest = verify.record(dest.all, manifest, result)
     backup_id = manifest.id if manifest else "-"
     metrics.record(
-        "db",
+        {"kind": "db"},
         {"backup_verification_status": 0 if failure else 1, "backup_last_verification_timestamp": finished.timestamp()},
         settings.metrics_file,
         settings.pushgateway_url,

@@ -174,3 +174,45 @@ def backup_env(
     for name, value in env.items():
         monkeypatch.setenv("SPPG_BACKUP_" + name, value)
     return env
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on loopback; apprise mailto:// messages land in `messages`."""
+
+    def __init__(self) -> None:
+        from email import message_from_bytes, policy
+
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Any] = []
+        messages = self.messages
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+                messages.append(message_from_bytes(envelope.content, policy=policy.default))
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    @property
+    def url(self) -> str:
+        return f"mailto://127.0.0.1:{self.port}?from=backup@sppg.example.id&to=ops@sppg.example.id&mode=insecure"
+
+    def texts(self) -> list[tuple[str, str]]:
+        """(subject, plain-text body) of every message received."""
+        return [(m["subject"], m.get_body(preferencelist=("plain", "html")).get_content()) for m in self.messages]
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[Mailbox]:
+    box = Mailbox()
+    yield box
+    box.controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server: Mailbox) -> Mailbox:
+    smtp_server.messages.clear()
+    return smtp_server

@@ -42,8 +42,8 @@ def read_metrics(path: Path) -> dict[tuple[str, str], float]:
 
 def test_metrics_update_keeps_the_other_values(tmp_path: Path) -> None:
     path = tmp_path / "m.prom"
-    metrics.record("db", {"backup_last_success_timestamp": 100.0, "backup_file_size_bytes": 5.0}, path, None)
-    metrics.record("db", {"backup_last_failure_timestamp": 200.0, "backup_last_run_success": 0.0}, path, None)
+    metrics.record({"kind": "db"}, {"backup_last_success_timestamp": 100.0, "backup_file_size_bytes": 5.0}, path, None)
+    metrics.record({"kind": "db"}, {"backup_last_failure_timestamp": 200.0, "backup_last_run_success": 0.0}, path, None)
     values = read_metrics(path)
     assert values[("backup_last_success_timestamp", "db")] == 100.0
     assert values[("backup_last_failure_timestamp", "db")] == 200.0
@@ -53,7 +53,7 @@ def test_metrics_update_keeps_the_other_values(tmp_path: Path) -> None:
 def test_unreachable_pushgateway_is_logged_not_raised(tmp_path: Path) -> None:
     from tests.helpers import free_port
 
-    metrics.record("db", {"backup_last_run_success": 1.0}, None, f"http://127.0.0.1:{free_port()}")
+    metrics.record({"kind": "db"}, {"backup_last_run_success": 1.0}, None, f"http://127.0.0.1:{free_port()}")
 
 
 def test_failing_notification_returns_false_and_never_raises() -> None:

@@ -1,0 +1,19 @@
+"""check-backup-health: the guide's alert conditions, every 15 minutes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from sppg_backup.settings import load_settings
+from tasks.common import retrying
+from tasks.health import announce_changes, evaluate_health
+
+
+@flow(name="check-backup-health", description="No backup in 25 h, size drop, failed verification, storage full.")
+def check_backup_health(config_file: str | None = None) -> dict[str, Any]:
+    settings = load_settings(config_file)
+    alerts = retrying(evaluate_health, settings)(settings)
+    retrying(announce_changes, settings)(settings, alerts)
+    return {"healthy": not alerts, "alerts": [{"name": a.name, "summary": a.summary} for a in alerts]}

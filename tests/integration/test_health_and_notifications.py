@@ -1,0 +1,129 @@
+"""check-backup-health on real storage: alerts named, exit codes, one notification when an alert starts and one
+when it clears; failures reach a real SMTP server and a webhook with text that says what to do next."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from flows.backup_database import backup_database
+from flows.check_backup_health import check_backup_health
+from flows.verify_backup import verify_backup
+from sppg_backup.catalog import read_manifest, write_manifest
+from sppg_backup.errors import CheckFailed
+from sppg_backup.storage import open_storage
+from sppg_backup.storage.local import LocalStorage
+from tests.helpers import tiny_filesystem
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
+
+
+@pytest.fixture
+def notify_both(backup_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, webhook: Any, mailbox: Any) -> None:
+    monkeypatch.setenv("SPPG_BACKUP_NOTIFY_URLS", f"{webhook.url},{mailbox.url}")
+
+
+def alert_names(result: dict[str, Any]) -> list[str]:
+    return [a["name"] for a in result["alerts"]]
+
+
+def test_missing_backup_alert_is_announced_once_and_its_clearing_once(
+    notify_both: None, backup_env: dict[str, str], webhook: Any, mailbox: Any
+) -> None:
+    assert alert_names(check_backup_health()) == ["backup_missing"]
+    assert alert_names(check_backup_health()) == ["backup_missing"]  # still active: no second message
+    assert [m["title"] for m in webhook.messages] == [
+        "ALERT backup_missing: no successful backup in 25 hours (there is none)"
+    ]
+    [(subject, body)] = mailbox.texts()
+    assert subject.startswith("ALERT backup_missing") and "Next step:" in body and "backup db" in body
+
+    backup_database()
+    webhook.messages.clear()
+    assert check_backup_health()["healthy"]
+    assert check_backup_health()["healthy"]
+    assert [m["title"] for m in webhook.messages] == ["RESOLVED backup_missing"]
+
+
+def test_size_drop_alert(backup_env: dict[str, str]) -> None:
+    backup_database()
+    second = backup_database()
+    storage = LocalStorage(backup_env["STORAGE_URL"].removeprefix("file://"))
+    shrunk = read_manifest(storage, "db", second["id"]).model_copy(update={"size": second["size"] // 3})
+    write_manifest(storage, shrunk)
+    result = check_backup_health()
+    assert alert_names(result) == ["backup_size_drop"]
+    assert second["id"] in result["alerts"][0]["summary"]
+
+
+def test_corrupted_backup_fails_verify_raises_the_alert_and_notifies_by_mail_and_webhook(
+    notify_both: None, backup_env: dict[str, str], webhook: Any, mailbox: Any
+) -> None:
+    manifest = backup_database()
+    webhook.messages.clear()
+    mailbox.messages.clear()
+    path = Path(backup_env["STORAGE_URL"].removeprefix("file://")) / manifest["data_key"]
+    raw = bytearray(path.read_bytes())
+    raw[-5000] ^= 0x10
+    path.unlink()
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckFailed):
+        verify_backup()
+    result = check_backup_health()
+    assert alert_names(result) == ["verification_failed"] and "sha256" in result["alerts"][0]["summary"]
+
+    mails = mailbox.texts()
+    assert len(mails) == 2  # the verification failure and the alert
+    subject, body = mails[0]
+    assert manifest["id"] in subject and "(sha256)" in subject
+    assert "check 'sha256'" in body and "Next step: the stored file is corrupt" in body
+    titles = [m["title"] for m in webhook.messages]
+    assert titles[0].startswith("Backup verification FAILED (sha256)") and titles[1].startswith(
+        "ALERT verification_failed"
+    )
+    metrics = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(Path(backup_env["METRICS_FILE"]).read_text())
+        for s in f.samples
+    }
+    assert metrics[("backup_verification_status", (("kind", "db"),))] == 0
+    assert metrics[("backup_health_alerts", (("kind", "db"),))] == 1
+
+
+def test_storage_over_80_percent_full(
+    backup_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gcs_bucket_url: str
+) -> None:
+    backup_database()
+    with tiny_filesystem(tmp_path / "small", size="1m") as small:
+        (small / "filler").write_bytes(b"x" * 900_000)
+        monkeypatch.setenv("SPPG_BACKUP_LOCAL_DIR", str(small))
+        result = check_backup_health()
+    assert alert_names(result) == ["storage_full_local"]
+    assert "small is 8" in result["alerts"][0]["summary"] or "small is 9" in result["alerts"][0]["summary"]
+
+    # a bucket is judged against the configured quota
+    monkeypatch.setenv("SPPG_BACKUP_LOCAL_DIR", backup_env["LOCAL_DIR"])
+    monkeypatch.setenv("SPPG_BACKUP_STORAGE_URL", gcs_bucket_url)
+    monkeypatch.setenv("SPPG_BACKUP_BUCKET_QUOTA_BYTES", "700000")
+    backup_database()
+    used = sum(o.size for o in open_storage(gcs_bucket_url).list(""))
+    assert used > 560_000
+    assert "storage_full_storage" in alert_names(check_backup_health())
+    text = Path(backup_env["METRICS_FILE"]).read_text()
+    assert 'backup_storage_used_ratio{location="storage"}' in text
+
+
+def test_status_cli_exit_codes(backup_env: dict[str, str], prefect_api: str) -> None:
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    sppg = [sys.executable, "-m", "sppg_backup", "status"]
+    unhealthy = subprocess.run(sppg, env=env, capture_output=True, text=True)
+    assert unhealthy.returncode == 1 and "ALERT backup_missing" in unhealthy.stderr
+    backup_database()
+    healthy = subprocess.run(sppg, env=env, capture_output=True, text=True)
+    assert healthy.returncode == 0 and healthy.stdout.startswith("healthy")

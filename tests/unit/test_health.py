@@ -1,0 +1,58 @@
+from datetime import UTC, datetime, timedelta
+
+from sppg_backup.catalog import Verification
+from sppg_backup.health import Thresholds, Usage, evaluate, transitions
+from tests.unit.test_retention import NOW, manifest
+
+
+def names(alerts: list) -> list[str]:  # type: ignore[type-arg]
+    return [a.name for a in alerts]
+
+
+def sized(days_old: float, size: int, verified: bool | None = None):  # type: ignore[no-untyped-def]
+    m = manifest(days_old, verified)
+    return m.model_copy(update={"size": size, "finished_at": m.created_at})
+
+
+def test_healthy_when_recent_same_size_verified_and_room_left() -> None:
+    backups = [sized(1, 1000, True), sized(0.5, 990, True)]
+    assert evaluate(backups, NOW, [Usage("local", "/backups", 10, 100)], Thresholds()) == []
+
+
+def test_no_backup_at_all_or_older_than_25_hours() -> None:
+    assert names(evaluate([], NOW, [], Thresholds())) == ["backup_missing"]
+    assert names(evaluate([sized(26 / 24, 1000)], NOW, [], Thresholds())) == ["backup_missing"]
+    assert evaluate([sized(24 / 24, 1000)], NOW, [], Thresholds()) == []
+
+
+def test_size_drop_below_half_of_the_previous() -> None:
+    assert names(evaluate([sized(1, 1000), sized(0.1, 499)], NOW, [], Thresholds())) == ["backup_size_drop"]
+    assert evaluate([sized(1, 1000), sized(0.1, 500)], NOW, [], Thresholds()) == []
+
+
+def test_verification_failure_is_judged_on_the_latest_verification() -> None:
+    failed_then_passed = [sized(2, 1000, False), sized(0.1, 1000, True)]
+    assert evaluate(failed_then_passed, NOW, [], Thresholds()) == []
+    latest_failed = [sized(2, 1000, True), sized(0.1, 1000)]
+    latest_failed[1] = latest_failed[1].model_copy(
+        update={"verification": Verification(status="failed", checked_at=NOW, check="sha256", detail="corrupt")}
+    )
+    [alert] = evaluate(latest_failed, NOW, [], Thresholds())
+    assert alert.name == "verification_failed" and "sha256" in alert.summary
+
+
+def test_storage_over_80_percent() -> None:
+    usages = [Usage("local", "/backups", 81, 100), Usage("storage", "gs://b/p", 79, 100)]
+    assert names(evaluate([sized(0.1, 1)], NOW, usages, Thresholds())) == ["storage_full_local"]
+
+
+def test_transitions_announce_start_and_clear_once() -> None:
+    alerts = evaluate([], NOW, [], Thresholds())
+    started, cleared, state = transitions({}, alerts, NOW)
+    assert names(started) == ["backup_missing"] and cleared == []
+    later = NOW + timedelta(minutes=15)
+    started, cleared, state2 = transitions(state, alerts, later)
+    assert started == [] and cleared == [] and state2["backup_missing"]["since"] == NOW.isoformat()
+    started, cleared, state3 = transitions(state2, [], later)
+    assert started == [] and cleared == ["backup_missing"] and state3 == {}
+    assert datetime.fromisoformat(state["backup_missing"]["since"]).tzinfo == UTC
