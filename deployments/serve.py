@@ -1,22 +1,40 @@
-"""Serve every deployment from this process (no work pool): the schedules of prefect.yaml."""
+"""Serve every deployment from this process (no work pool): the same schedules as prefect.yaml."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from prefect import serve
 from prefect.schedules import Cron
 
 from flows.backup_database import backup_database
+from flows.check_backup_health import check_backup_health
 from flows.prune_backups import prune_backups
+from flows.recovery_drill import recovery_drill
+from flows.verify_backup import verify_backup
 
 TIMEZONE = "Asia/Jakarta"
 
 
-def deployments() -> list:  # type: ignore[type-arg]
+def deployments() -> list[Any]:
     return [
         backup_database.to_deployment(
+            name="daily", schedule=Cron("0 3 * * *", timezone=TIMEZONE), description="The daily 03:00 WIB backup."
+        ),
+        verify_backup.to_deployment(
             name="daily",
-            schedule=Cron("0 3 * * *", timezone=TIMEZONE),
-            description="The guide's daily 03:00 WIB backup.",
+            schedule=Cron("0 4 * * *", timezone=TIMEZONE),
+            description="Verify the newest backup with a test restore, daily at 04:00 WIB.",
+        ),
+        recovery_drill.to_deployment(
+            name="weekly",
+            schedule=Cron("0 5 * * 0", timezone=TIMEZONE),
+            description="The weekly recovery test, Sundays at 05:00 WIB: RTO and RPO.",
+        ),
+        check_backup_health.to_deployment(
+            name="every-15-minutes",
+            schedule=Cron("*/15 * * * *", timezone=TIMEZONE),
+            description="The guide's alert conditions.",
         ),
         prune_backups.to_deployment(name="manual", description="Apply retention now."),
     ]

@@ -12,6 +12,7 @@ command -v pg_dump >/dev/null || need+=(postgresql-client)
 command -v age >/dev/null || need+=(age)
 command -v zstd >/dev/null || need+=(zstd)
 command -v chattr >/dev/null || need+=(e2fsprogs)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
