@@ -26,7 +26,9 @@ def read_deployments() -> dict[str, Any]:
     return asyncio.run(read())
 
 
-def test_serve_registers_the_daily_backup_at_0300_jakarta(prefect_api: str, backup_env: dict[str, str]) -> None:
+def test_serve_registers_every_deployment_with_its_jakarta_schedule(
+    prefect_api: str, backup_env: dict[str, str]
+) -> None:
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sppg_backup", "serve"],
@@ -37,13 +39,20 @@ def test_serve_registers_the_daily_backup_at_0300_jakarta(prefect_api: str, back
     )
     try:
         deadline = time.monotonic() + 60
-        while "backup-database/daily" not in (found := read_deployments()):
+        expected = {
+            "backup-database/daily",
+            "verify-backup/daily",
+            "recovery-drill/weekly",
+            "check-backup-health/every-15-minutes",
+            "prune-backups/manual",
+        }
+        while not expected <= set(found := read_deployments()):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "serve did not register its deployments"
             time.sleep(0.5)
         [schedule] = found["backup-database/daily"].schedules
         assert schedule.schedule.cron == "0 3 * * *" and schedule.schedule.timezone == "Asia/Jakarta"
-        assert "prune-backups/manual" in found
+        assert found["recovery-drill/weekly"].schedules[0].schedule.cron == "0 5 * * 0"
     finally:
         proc.terminate()
         proc.wait(30)
