@@ -43,13 +43,18 @@ def main_options(
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-def run(func: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a flow or core function; turn our errors into one line and an exit code."""
+def run(func: Any, *args: Any, json_failure: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    """Call a flow or core function; turn our errors into one line and an exit code.
+
+    With `json_failure` (commands given --json), a failed check is also printed as JSON on stdout.
+    """
     try:
         return func(*args, **kwargs)
     except Exception as exc:
         if VERBOSE["on"] and not isinstance(exc, BackupError):
             raise
+        if json_failure is not None and isinstance(exc, CheckFailed):
+            print(json.dumps({**json_failure, "status": "failed", "check": exc.check, "detail": str(exc)}))
         fail(exc)
 
 
@@ -105,12 +110,7 @@ def verify_command(
     run(load_settings)
     from flows.verify_backup import verify_backup
 
-    try:
-        result = verify_backup(backup_id=backup_id)
-    except CheckFailed as exc:
-        if as_json:
-            print(json.dumps({"backup_id": backup_id, "status": "failed", "check": exc.check, "detail": str(exc)}))
-        fail(exc)
+    result = run(verify_backup, backup_id=backup_id, json_failure={"backup_id": backup_id} if as_json else None)
     if as_json:
         print(json.dumps(result, indent=2))
         return
@@ -150,12 +150,7 @@ def drill_command(
         return
     from flows.recovery_drill import recovery_drill
 
-    try:
-        result = recovery_drill()
-    except CheckFailed as exc:
-        if as_json:
-            print(json.dumps({"status": "failed", "check": exc.check, "detail": str(exc)}))
-        fail(exc)
+    result = run(recovery_drill, json_failure={} if as_json else None)
     if as_json:
         print(json.dumps(result, indent=2))
         return

@@ -216,3 +216,14 @@ def smtp_server() -> Iterator[Mailbox]:
 def mailbox(smtp_server: Mailbox) -> Mailbox:
     smtp_server.messages.clear()
     return smtp_server
+
+
+@pytest.fixture
+def fresh_backup(backup_env: dict[str, str], webhook: Webhook, prefect_api: str) -> dict[str, Any]:
+    """One good backup of the sample database (the flow's result), notifications of it cleared."""
+    from flows.backup_database import backup_database
+
+    manifest: dict[str, Any] = backup_database()
+    webhook.messages.clear()
+    webhook.requests.clear()
+    return manifest

@@ -45,10 +45,9 @@ def last_backup_run_state(api: str) -> str:
 
 
 @pytest.fixture
-def baseline(backup_env: dict[str, str], prefect_api: str, webhook: Any) -> dict[str, Any]:
+def baseline(fresh_backup: dict[str, Any], backup_env: dict[str, str]) -> dict[str, Any]:
     """One good backup made before the failing run; it must survive untouched."""
-    manifest = backup_database()
-    webhook.messages.clear()
+    manifest = fresh_backup
     stored = Path(backup_env["STORAGE_URL"].removeprefix("file://")) / manifest["data_key"]
     return {"id": manifest["id"], "bytes": stored.read_bytes(), "path": stored}
 

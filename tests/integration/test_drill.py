@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from flows.backup_database import backup_database
 from flows.recovery_drill import recovery_drill
 from sppg_backup.drill import history
 from sppg_backup.errors import CheckFailed
@@ -22,19 +21,12 @@ from tests.integration.test_verify import scratch_databases
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 
 
-@pytest.fixture
-def backed_up(backup_env: dict[str, str], webhook: Any) -> dict[str, Any]:
-    manifest = backup_database()
-    webhook.messages.clear()
-    return manifest
-
-
 def storage_of(env: dict[str, str]) -> LocalStorage:
     return LocalStorage(env["STORAGE_URL"].removeprefix("file://"))
 
 
 def test_drill_restores_checks_and_reports_rto_rpo(
-    backed_up: dict[str, Any],
+    fresh_backup: dict[str, Any],
     backup_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     postgres_cluster: Any,
@@ -56,9 +48,9 @@ def test_drill_restores_checks_and_reports_rto_rpo(
         ),
     )
     result = recovery_drill()
-    assert result["status"] == "passed" and result["backup_id"] == backed_up["id"]
+    assert result["status"] == "passed" and result["backup_id"] == fresh_backup["id"]
     assert 0 < result["rto_seconds"] < 60
-    created = datetime.fromisoformat(backed_up["created_at"])
+    created = datetime.fromisoformat(fresh_backup["created_at"])
     started = datetime.fromisoformat(result["started_at"])
     assert result["rpo_seconds"] == pytest.approx((started - created).total_seconds(), abs=0.01)
     assert {"download", "restore", "smoke checks", "application tests"} <= set(result["steps"])
@@ -72,7 +64,7 @@ def test_drill_restores_checks_and_reports_rto_rpo(
 
 
 def test_failing_smoke_check_fails_the_drill_and_still_cleans_up(
-    backed_up: dict[str, Any],
+    fresh_backup: dict[str, Any],
     backup_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     postgres_cluster: Any,
@@ -99,7 +91,7 @@ def test_failing_smoke_check_fails_the_drill_and_still_cleans_up(
 
 
 def test_failing_application_tests_fail_the_drill(
-    backed_up: dict[str, Any], monkeypatch: pytest.MonkeyPatch, postgres_cluster: Any
+    fresh_backup: dict[str, Any], monkeypatch: pytest.MonkeyPatch, postgres_cluster: Any
 ) -> None:
     monkeypatch.setenv("SPPG_BACKUP_DRILL_TEST_COMMAND", "echo 'FAIL: TestInvoices'; exit 3")
     with pytest.raises(CheckFailed, match="exited with 3: FAIL: TestInvoices") as caught:
@@ -109,9 +101,9 @@ def test_failing_application_tests_fail_the_drill(
 
 
 def test_drill_of_a_corrupt_backup_fails_at_download_and_cleans_up(
-    backed_up: dict[str, Any], backup_env: dict[str, str], postgres_cluster: Any
+    fresh_backup: dict[str, Any], backup_env: dict[str, str], postgres_cluster: Any
 ) -> None:
-    path = storage_of(backup_env).path(backed_up["data_key"])
+    path = storage_of(backup_env).path(fresh_backup["data_key"])
     raw = bytearray(path.read_bytes())
     raw[100] ^= 0xFF
     path.unlink()
@@ -122,7 +114,7 @@ def test_drill_of_a_corrupt_backup_fails_at_download_and_cleans_up(
     assert scratch_databases(postgres_cluster) == []
 
 
-def test_drill_history_cli(backed_up: dict[str, Any], backup_env: dict[str, str], prefect_api: str) -> None:
+def test_drill_history_cli(fresh_backup: dict[str, Any], backup_env: dict[str, str], prefect_api: str) -> None:
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     sppg = [sys.executable, "-m", "sppg_backup"]
     first = subprocess.run([*sppg, "drill", "--json"], env=env, capture_output=True, text=True)

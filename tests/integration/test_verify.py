@@ -45,10 +45,8 @@ def verification_metric(env: dict[str, str]) -> float:
 
 
 @pytest.fixture
-def good(backup_env: dict[str, str], webhook: Any) -> Manifest:
-    manifest = Manifest.model_validate(backup_database())
-    webhook.messages.clear()
-    return manifest
+def good(fresh_backup: dict[str, Any]) -> Manifest:
+    return Manifest.model_validate(fresh_backup)
 
 
 def test_good_backup_passes_and_is_marked_verified(
