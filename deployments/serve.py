@@ -36,7 +36,9 @@ def deployments() -> list[Any]:
             schedule=Cron("*/15 * * * *", timezone=TIMEZONE),
             description="The guide's alert conditions.",
         ),
-        prune_backups.to_deployment(name="manual", description="Apply retention now."),
+        prune_backups.to_deployment(
+            name="manual", parameters={"dry_run": True}, description="Apply retention now (dry run unless unticked)."
+        ),
     ]
 
 

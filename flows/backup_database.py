@@ -26,15 +26,17 @@ def backup_database(config_file: str | None = None) -> dict[str, Any]:
     try:
         retrying(check_database, settings)(settings)
         # 1-2, 4. Create the dump, compress, encrypt and upload it: one streamed pass.
-        manifest = retrying(dump_database, settings)(settings)
+        manifest = retrying(dump_database, settings).with_options(timeout_seconds=settings.dump_timeout_seconds)(
+            settings
+        )
         # 3. Verify backup integrity (size and sha256 of every copy), then list it.
         listed = retrying(publish_backup, settings)(settings, manifest)
         # 5. Clean old backups (>30 days local, >365 days cloud).
         pruned = retrying(prune_backups, settings)(settings)
+        # 6. Send notification (success).
+        report_success(settings, listed, pruned)
     except BaseException as error:
         # 6. Send notification (failure).
         report_failure(settings, error, listed)
         raise
-    # 6. Send notification (success).
-    report_success(settings, listed, pruned)
     return summary(listed)

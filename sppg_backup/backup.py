@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,7 @@ from typing import Any
 
 from . import __version__, crypto, postgres, streams
 from .catalog import Manifest, Source, data_key, delete_backup, manifest_key, new_backup_id, write_manifest
-from .errors import NotFoundError, PermanentError
+from .errors import BackupError, NotFoundError, PermanentError
 from .settings import Settings
 from .storage import Storage, open_storage
 from .storage.local import LocalStorage
@@ -79,23 +80,36 @@ def dump(settings: Settings, dest: Destinations, backup_id: str, who: dict[str, 
     linked = dest.local if same_disk(dest.storage, dest.local) else None
     fanout = streams.Fanout([(storage, key) for storage in dest.all if storage is not linked])
     try:
-        with postgres.dump(settings.database_url, settings.pg_bin_dir) as (stream, info):
+        with postgres.dump(settings.database_url, settings.pg_bin_dir, settings.lock_wait_timeout_seconds) as (
+            stream,
+            info,
+        ):
             source = streams.Prefetch(stream)
+            fanout.on_error = source.stop
             compressed = streams.compressor(source, settings.compression, settings.compression_level)
-            if recipients:
-                crypto.encrypt(compressed, fanout, recipients)
-            else:
-                streams.copy(compressed, fanout)
+            try:
+                if recipients:
+                    crypto.encrypt(compressed, fanout, recipients)
+                else:
+                    streams.copy(compressed, fanout)
+            except Exception:
+                if fanout.error is not None:  # the real cause, not pyrage's wrapper around it
+                    raise fanout.error from None
+                raise
     except BaseException:
         fanout.abort()
         raise
     copies = fanout.commit()
-    if isinstance(linked, LocalStorage) and isinstance(dest.storage, LocalStorage):
-        copies.append(linked.link(dest.storage, key))
-    if len({(c.size, c.sha256) for c in copies}) != 1:
+    try:
+        if isinstance(linked, LocalStorage) and isinstance(dest.storage, LocalStorage):
+            copies.append(linked.link(dest.storage, key))
+        if len({(c.size, c.sha256) for c in copies}) != 1:
+            raise PermanentError(f"backup {backup_id}: the copies differ after writing; none was kept")
+    except BaseException:
         for storage in dest.all:
-            storage.delete(key)
-        raise PermanentError(f"backup {backup_id}: the copies differ after writing; none was kept")
+            with contextlib.suppress(BackupError):
+                storage.delete(key)
+        raise
     target = info.server.target
     return Manifest(
         id=backup_id,

@@ -116,6 +116,7 @@ class Listing:
     backups: list[Manifest] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    orphan_times: dict[str, datetime] = field(default_factory=dict)
 
 
 def list_backups(storage: Storage, kinds: tuple[Kind, ...] = ("db",)) -> Listing:
@@ -131,7 +132,10 @@ def list_backups(storage: Storage, kinds: tuple[Kind, ...] = ("db",)) -> Listing
                 listing.backups.append(Manifest.model_validate_json(get_bytes(storage, obj.key)))
             except (ValidationError, ValueError, BackupError) as exc:
                 listing.unreadable.append((obj.key, _first_error(exc)))
-        listing.orphans += [obj.key for obj in objects if _stem(obj.key) not in stems]
+        for obj in objects:
+            if _stem(obj.key) not in stems:
+                listing.orphans.append(obj.key)
+                listing.orphan_times[obj.key] = obj.updated
     listing.backups.sort(key=lambda m: m.created_at)
     return listing
 

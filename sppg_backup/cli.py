@@ -129,9 +129,8 @@ def drill_command(
     settings = run(load_settings)
     if show_history:
         from .drill import history
-        from .storage import open_storage
 
-        storage = run(open_storage, settings.storage_url, _credentials(settings), settings.gcp_project)
+        storage = run(existing_storage, settings)
         reports, unreadable = run(history, storage)
         if as_json:
             print(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
@@ -186,13 +185,12 @@ def list_command(
 ) -> None:
     """List backups from storage alone (manifests), newest last."""
     from .catalog import human_size, list_backups, to_json
-    from .storage import open_storage
 
     settings = run(load_settings)
     if kind not in ("db",):
         err.print(f"[red]error:[/red] unknown kind {kind!r}: use db")
         raise typer.Exit(2)
-    storage = run(open_storage, settings.storage_url, _credentials(settings), settings.gcp_project)
+    storage = run(existing_storage, settings)
     listing = run(list_backups, storage, (kind,))
     if as_json:
         print(to_json(listing))
@@ -223,7 +221,7 @@ def prune_command(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Delete backups past retention (local 30 days, cloud 365 days); never the newest good backup."""
-    run(load_settings)
+    run(existing_storage, run(load_settings))
     from flows.prune_backups import prune_backups
 
     results = run(prune_backups, dry_run=dry_run)
@@ -243,9 +241,8 @@ def keygen(path: Annotated[Path, typer.Argument(help="Where to write the private
     from .crypto import generate_key_file
 
     if path.exists():
-        err.print(f"[red]error:[/red] {path} exists; not overwriting a key")
-        raise typer.Exit(2)
-    out.print(generate_key_file(path))
+        fail(ConfigError(f"{path} exists; not overwriting a key"))
+    out.print(run(generate_key_file, path))
 
 
 @app.command("serve")
@@ -260,19 +257,29 @@ def serve() -> None:
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its cluster, keys and backups.")] = Path(".demo"),
     scale: Annotated[int, typer.Option(help="Sample data size (1 is about 2 MB).")] = 5,
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the sample database running afterwards.")] = False,
 ) -> None:
     """Throwaway PostgreSQL with a sample ERP database, file:// storage, a demo key: back it up and list it."""
     from .demo import run_demo
 
-    run(run_demo, workdir.resolve(), scale, out)
+    run(run_demo, workdir.resolve(), scale, out, keep)
 
 
-def _credentials(settings: Any) -> Any:
+def existing_storage(settings: Any) -> Any:
+    """The configured storage; a storage directory that does not exist is an error, not an empty catalog."""
+    from .errors import NotFoundError
+    from .storage import open_storage
+    from .storage.local import LocalStorage
+
+    credentials = None
     if settings.storage_url.startswith("gs://"):
         from tasks.common import gcp_credentials
 
-        return gcp_credentials(settings)
-    return None
+        credentials = gcp_credentials(settings)
+    storage = open_storage(settings.storage_url, credentials, settings.gcp_project)
+    if isinstance(storage, LocalStorage) and not storage.root.is_dir():
+        raise NotFoundError(f"storage directory {storage.root} does not exist; check SPPG_BACKUP_STORAGE_URL")
+    return storage
 
 
 def main() -> None:

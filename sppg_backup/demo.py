@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -14,7 +15,7 @@ from .settings import ENV_PREFIX, load_settings
 from .storage import open_storage
 
 
-def run_demo(workdir: Path, scale: int, out: Console) -> None:
+def run_demo(workdir: Path, scale: int, out: Console, keep: bool = False) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     key_file = workdir / "demo-key.txt"
     public = generate_key_file(key_file) if not key_file.exists() else _public_key(key_file)
@@ -42,7 +43,8 @@ def run_demo(workdir: Path, scale: int, out: Console) -> None:
         manifest = backup_database()
         out.print(f"backup {manifest['id']}: {human_size(manifest['size'])}, sha256 {manifest['sha256'][:16]}...")
     finally:
-        cluster.stop()
+        if not keep:
+            cluster.stop()
     settings = load_settings()
     listing = list_backups(open_storage(settings.storage_url))
     out.print(f"\nbackups in {settings.storage_url}:")
@@ -52,7 +54,23 @@ def run_demo(workdir: Path, scale: int, out: Console) -> None:
             f"{workdir / 'storage' / m.data_key}",
             highlight=False,
         )
-    out.print(f"\nsettings: {config}  key: {key_file}\ntry: sppg-backup --config {config} list", highlight=False)
+    command = Path(sys.executable).with_name("sppg-backup")
+    out.print(f"\nsettings: {config}  key: {key_file}\ntry: {command} --config {config} list", highlight=False)
+    if keep:
+        out.print(
+            f"the sample database keeps running on port {cluster.port} (`{command} --config {config} backup db` "
+            f"works); stop it with: {stop_command(cluster)}",
+            highlight=False,
+        )
+    else:
+        out.print(
+            "the sample database was stopped; run the demo with --keep to back it up again yourself", highlight=False
+        )
+
+
+def stop_command(cluster: Cluster) -> str:
+    stop = f"{cluster.bin_dir}/pg_ctl -D {cluster.data} stop"
+    return f"su postgres -c '{stop}'" if os.geteuid() == 0 else stop
 
 
 def _public_key(key_file: Path) -> str:

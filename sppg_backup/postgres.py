@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .errors import NotFoundError, PermanentError, TransientError
+from .errors import ConfigError, NotFoundError, PermanentError, TransientError
 
 CONNECT_TIMEOUT = 10
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -58,8 +58,9 @@ def parse(url: str) -> tuple[Target, dict[str, Any]]:
     """Split a URL into a printable Target and libpq parameters."""
     try:
         params = conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:
-        raise PermanentError(f"SPPG_BACKUP_DATABASE_URL does not parse: {exc}") from None
+    except psycopg.ProgrammingError:
+        # psycopg's message quotes the URL, password included: say only which setting is wrong
+        raise ConfigError("a database URL does not parse as postgresql://user:password@host:port/database") from None
     target = Target(
         host=str(params.get("host") or "localhost"),
         port=int(params.get("port") or 5432),
@@ -98,7 +99,8 @@ def libpq_env(url: str) -> tuple[str, dict[str, str]]:
 
 def explain(exc: Exception, target: Target) -> Exception:
     """Turn a libpq error into one line the on-call engineer can act on."""
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
     low = str(exc).lower()
     if "password authentication failed" in low or "no password supplied" in low:
         return PermanentError(
@@ -111,6 +113,8 @@ def explain(exc: Exception, target: Target) -> Exception:
         return PermanentError(f"database user {target.user} does not exist on {target.host}:{target.port}")
     if "permission denied" in low:
         return PermanentError(f"database {target.label}: permission denied for user {target.user} ({text})")
+    if "pg_hba.conf" in low or "ssl" in low or "certificate" in low:
+        return PermanentError(f"database {target.label} refused the connection: {text}")
     return TransientError(f"cannot reach database {target.label}: {text}; is PostgreSQL running?")
 
 
@@ -218,7 +222,7 @@ class DumpInfo:
 
 
 @contextmanager
-def dump(url: str, bin_dir: Path | None = None) -> Iterator[tuple[IO[bytes], DumpInfo]]:
+def dump(url: str, bin_dir: Path | None = None, lock_wait_seconds: int = 300) -> Iterator[tuple[IO[bytes], DumpInfo]]:
     """Run pg_dump -Fc -Z0 in an exported snapshot; yield its output stream and a DumpInfo.
 
     Row counts are taken in the same snapshot pg_dump reads, while it runs, so they equal the rows in
@@ -233,7 +237,15 @@ def dump(url: str, bin_dir: Path | None = None) -> Iterator[tuple[IO[bytes], Dum
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
         proc = subprocess.Popen(
-            [pg_dump, "--format=custom", "--compress=0", f"--snapshot={snapshot}", "--dbname", conninfo],
+            [
+                pg_dump,
+                "--format=custom",
+                "--compress=0",
+                f"--snapshot={snapshot}",
+                f"--lock-wait-timeout={lock_wait_seconds * 1000}",
+                "--dbname",
+                conninfo,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -244,16 +256,24 @@ def dump(url: str, bin_dir: Path | None = None) -> Iterator[tuple[IO[bytes], Dum
             fcntl.fcntl(proc.stdout.fileno(), F_SETPIPE_SZ, 1 << 20)
         errors = StderrTail(proc.stderr)
         counting = pool.submit(row_counts, conn)
+        failed = False
         try:
             yield proc.stdout, result
         except BaseException:
+            failed = True
             proc.kill()
+            conn.cancel_safe()  # stop the row counts too: the dump is abandoned
             raise
         finally:
             proc.stdout.close()
             code = proc.wait()
-            tables = counting.result()
-            conn.rollback()
+            try:
+                tables = counting.result()
+            except Exception:
+                if not failed:  # a counting error must not hide the error that stopped the dump
+                    raise
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
         if code != 0:
             raise PermanentError(f"pg_dump of {info.target.label} failed (exit {code}): {errors.text()}")
         result.tables = tables

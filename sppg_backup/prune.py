@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from . import retention
 from .audit import AuditTrail
 from .catalog import Kind, delete_backup, list_backups
+from .errors import NotFoundError
 from .storage import Storage
 
 
@@ -46,4 +48,16 @@ def prune(
         )
         delete_backup(storage, kind, manifest.id, manifest.data_key)
         audit.record("prune.delete", manifest.id, "deleted", location=where)
+    # Data without a manifest (an upload whose run failed) is not a backup; it goes once past retention too.
+    cutoff = now - timedelta(days=policy.max_age_days)
+    for key in listing.orphans:
+        if listing.orphan_times[key] < cutoff:
+            result.deleted.append(key)
+            result.reasons[key] = f"incomplete (no manifest), older than {policy.max_age_days} days"
+            if not dry_run:
+                where = storage.describe(key)
+                audit.record("prune.delete", key, "started", location=where, reason=result.reasons[key])
+                with contextlib.suppress(NotFoundError):
+                    storage.delete(key)
+                audit.record("prune.delete", key, "deleted", location=where)
     return result

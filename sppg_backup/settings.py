@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -61,6 +64,8 @@ class Settings(BaseSettings):
     pg_bin_dir: Path | None = None
     retries: int = Field(3, ge=0)
     retry_delay_seconds: float = Field(10.0, ge=0)
+    lock_wait_timeout_seconds: int = Field(300, ge=1)
+    dump_timeout_seconds: int = Field(6 * 3600, ge=60)
     gcp_credentials_block: str | None = None
     gcp_service_account_file: Path | None = None
     gcp_project: str | None = None
@@ -83,15 +88,21 @@ class Settings(BaseSettings):
     @field_validator("database_url", "verify_database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("postgresql", "postgres"):
+        if value is None:
+            return value
+        if urlsplit(value).scheme not in ("postgresql", "postgres"):
             raise ValueError("must start with postgresql://")
+        try:
+            conninfo_to_dict(value)
+        except psycopg.ProgrammingError:  # its message would quote the password
+            raise ValueError("does not parse as postgresql://user:password@host:port/database") from None
         return value
 
     @field_validator("storage_url")
     @classmethod
     def _check_storage_url(cls, value: str) -> str:
         parts = urlsplit(value)
-        if parts.scheme == "file" and parts.path.startswith("/"):
+        if parts.scheme == "file" and parts.path.startswith("/") and parts.netloc in ("", "localhost"):
             return value
         if parts.scheme == "gs" and parts.netloc:
             return value
@@ -113,6 +124,12 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _check_level(self) -> Settings:
+        if self.compression == "gzip" and self.compression_level is not None and self.compression_level > 9:
+            raise ValueError("SPPG_BACKUP_COMPRESSION_LEVEL must be 1 to 9 for gzip")
+        return self
 
     def require_recipients(self) -> list[str]:
         """Recipients for a new backup; checked when backing up, so `list` works without keys."""
@@ -174,7 +191,7 @@ def _describe(exc: ValidationError) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if field:
         return f"bad setting {ENV_PREFIX}{field.upper()}: {message}"
-    return f"bad settings: {message}"
+    return f"bad setting: {message}"
 
 
 SECRET_FIELDS = ("database_url", "notify_urls", "pushgateway_url")
@@ -188,6 +205,7 @@ def mask_url(url: str) -> str:
     if parts.password:
         netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
         url = url.replace(parts.netloc, netloc, 1)
+    url = re.sub(r"((?:password|pass|token|secret|key)=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
     if parts.scheme not in ("postgresql", "postgres", "http", "https", "file", "gs"):
         # apprise URLs carry tokens in the path: keep only the service name.
         return f"{parts.scheme}://***"

@@ -8,7 +8,8 @@ import io
 import queue
 import threading
 import zlib
-from typing import IO, Any, Literal, Protocol
+from collections.abc import Callable
+from typing import IO, Any, Literal, NoReturn, Protocol
 
 import zstandard
 
@@ -112,6 +113,8 @@ class Fanout(io.RawIOBase):
         self._pending = bytearray()
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self.error: BaseException | None = None
+        self.on_error: Callable[[BaseException], None] | None = None  # e.g. stop the source at once
         try:
             for storage, key in targets:
                 self._sinks.append(_Sink(storage, key, depth))
@@ -135,8 +138,16 @@ class Fanout(io.RawIOBase):
         self.size += len(item)
         for sink in self._sinks:
             if sink.error is not None:
-                raise sink.error
+                self._fail(sink.error)
             sink.queue.put(item)
+
+    def _fail(self, error: BaseException) -> NoReturn:
+        """Remember the first destination error (pyrage wraps what it gets) and stop the source."""
+        if self.error is None:
+            self.error = error
+            if self.on_error is not None:
+                self.on_error(error)
+        raise error
 
     def _drain(self) -> None:
         if not self._closed_queues:
@@ -158,7 +169,7 @@ class Fanout(io.RawIOBase):
         for sink in self._sinks:
             if sink.error is not None:
                 self.abort()
-                raise sink.error
+                raise self.error or sink.error
         digest = self.sha256.hexdigest()
         done: list[ObjectInfo] = []
         try:
@@ -250,6 +261,7 @@ class Prefetch(io.RawIOBase):
         self._current = memoryview(b"")
         self._chunk = b""
         self._done = False
+        self._stopped: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(source,), daemon=True)
         self._thread.start()
 
@@ -264,8 +276,14 @@ class Prefetch(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def stop(self, error: BaseException) -> None:
+        """Make the next read fail with `error`: the consumer's destination failed, reading on is wasted."""
+        self._stopped = error
+
     def read(self, size: int = -1) -> bytes:  # type: ignore[override]
         """Up to `size` bytes (a whole prefetched chunk at most); b"" at the end."""
+        if self._stopped is not None:
+            raise self._stopped
         if not self._current and not self._done:
             item = self._queue.get()
             if isinstance(item, BaseException):

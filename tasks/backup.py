@@ -11,6 +11,8 @@ from prefect.cache_policies import NO_CACHE
 
 from sppg_backup import backup, metrics, notify, report
 from sppg_backup.catalog import Manifest, human_size, list_backups
+from sppg_backup.errors import BackupError, PermanentError
+from sppg_backup.postgres import parse
 from sppg_backup.prune import PruneResult, prune
 from sppg_backup.retention import RetentionPolicy
 from sppg_backup.settings import Settings
@@ -24,7 +26,7 @@ def check_database(settings: Settings) -> str:
     return info.version
 
 
-@task(name="dump-compress-encrypt-upload", cache_policy=NO_CACHE)
+@task(name="dump-compress-encrypt-upload", cache_policy=NO_CACHE)  # timeout: DUMP_TIMEOUT_SECONDS
 def dump_database(settings: Settings) -> Manifest:
     """pg_dump -> compress -> encrypt -> sha256 -> storage and local copy, in one streamed pass."""
     dest = destinations(settings)
@@ -39,12 +41,15 @@ def dump_database(settings: Settings) -> Manifest:
 
 @task(name="verify-and-publish", cache_policy=NO_CACHE, timeout_seconds=600)
 def publish_backup(settings: Settings, manifest: Manifest) -> Manifest:
-    """Check every copy's size and sha256, then write the manifest; on failure remove the copies."""
+    """Check every copy's size and recorded sha256, then write the manifest.
+
+    A permanent failure removes the copies; a transient one leaves them for the retry (unlisted until then).
+    """
     dest = destinations(settings)
     try:
         backup.check_copies(dest, manifest)
         backup.publish(dest, manifest)
-    except BaseException:
+    except PermanentError:
         backup.discard(dest, manifest)
         raise
     get_run_logger().info("backup %s verified and listed", manifest.id)
@@ -67,23 +72,32 @@ def prune_backups(settings: Settings, dry_run: bool = False) -> list[PruneResult
 
 def previous_size(dest: backup.Destinations, manifest: Manifest) -> int:
     """The size of the backup before this one (its own size when it is the first), for the size-drop alert."""
-    older = [m for m in list_backups(dest.storage).backups if m.created_at < manifest.created_at]
+    try:
+        older = [m for m in list_backups(dest.storage).backups if m.created_at < manifest.created_at]
+    except BackupError:
+        return manifest.size
     return older[-1].size if older else manifest.size
 
 
 @task(name="notify-success", cache_policy=NO_CACHE)
 def report_success(settings: Settings, manifest: Manifest, pruned: list[PruneResult]) -> None:
+    """Audit, metrics, artifact, notification: the backup is already listed, so none of these may fail it."""
     dest = destinations(settings)
     where = dest.storage.describe(manifest.data_key)
-    audit_trail(settings, dest).record(
-        "backup",
-        manifest.id,
-        "ok",
-        size=manifest.size,
-        sha256=manifest.sha256,
-        location=where,
-        duration_seconds=manifest.duration_seconds,
-    )
+    problems = []
+    try:
+        audit_trail(settings, dest).record(
+            "backup",
+            manifest.id,
+            "ok",
+            size=manifest.size,
+            sha256=manifest.sha256,
+            location=where,
+            duration_seconds=manifest.duration_seconds,
+        )
+    except BackupError as exc:
+        problems.append(str(exc))
+        get_run_logger().warning("backup %s is stored, but %s", manifest.id, exc)
     metrics.record(
         {"kind": "db"},
         {
@@ -101,7 +115,10 @@ def report_success(settings: Settings, manifest: Manifest, pruned: list[PruneRes
         markdown=report.backup_markdown(manifest, where, settings.zone, pruned),
         description=f"Backup {manifest.id}",
     )
-    if not notify.send(settings.notify_urls, *report.backup_succeeded(manifest, where, settings.zone), ok=True):
+    title, body = report.backup_succeeded(manifest, where, settings.zone)
+    if problems:
+        body += "\nWarning: " + "; ".join(problems)
+    if not notify.send(settings.notify_urls, title, body, ok=True):
         get_run_logger().warning("the success notification did not reach every channel")
 
 
@@ -122,7 +139,10 @@ def report_failure(settings: Settings, error: BaseException, listed: Manifest | 
         settings.metrics_file,
         settings.pushgateway_url,
     )
-    database = settings.database_url.rsplit("/", 1)[-1].split("?")[0]
+    try:
+        database = parse(settings.database_url)[0].database
+    except BackupError:
+        database = "(unparsable SPPG_BACKUP_DATABASE_URL)"
     if not notify.send(
         settings.notify_urls, *report.backup_failed(error, database, settings.storage_url, listed), ok=False
     ):

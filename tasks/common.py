@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 
 from prefect import Task
@@ -14,13 +15,17 @@ from sppg_backup.errors import TransientError
 from sppg_backup.settings import Settings
 
 T = TypeVar("T", bound=Task[Any, Any])
+log = logging.getLogger("sppg_backup.retry")
 
 
 def only_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry a failed task only when its error is transient (network, timeouts)."""
+    """Retry a failed task only when its error is transient (network, timeouts), and say so on stderr."""
     try:
         state.result()
-    except TransientError:
+    except TransientError as exc:
+        retries = task.retries if isinstance(task.retries, int) else 0
+        if task_run.run_count <= retries:
+            log.warning("retrying %s (%d of %d) after: %s", task.name, task_run.run_count, retries, exc)
         return True
     except BaseException:
         return False

@@ -32,6 +32,8 @@ def _os_error(exc: OSError, what: str) -> Exception:
         return PermanentError(f"{what}: no space left on device")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return PermanentError(f"{what}: permission denied ({exc.strerror})")
+    if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG):
+        return PermanentError(f"{what}: {exc.strerror}; check the configured path")
     if exc.errno == errno.ENOENT:
         return NotFoundError(f"{what}: does not exist")
     return TransientError(f"{what}: {exc.strerror}")
@@ -157,9 +159,12 @@ class LocalStorage:
         path = self.path(key)
         try:
             st = path.stat()
+        except OSError as exc:
+            raise _os_error(exc, f"cannot stat {self.describe(key)}") from exc
+        try:
             digest = os.getxattr(path, SHA256_XATTR).decode()
         except OSError as exc:
-            if exc.errno == errno.ENOENT:
+            if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
                 raise _os_error(exc, f"cannot stat {self.describe(key)}") from exc
             digest = file_sha256(path)
         return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), digest)

@@ -92,24 +92,33 @@ def test_gzip_without_encryption_round_trip(
 def test_restore_by_hand_with_age_zstd_and_pg_restore(
     backup_env: dict[str, str], postgres_cluster: Any, age_key: tuple[Path, str], tmp_path: Path
 ) -> None:
-    """Exactly the README's manual restore: age -d | zstd -d | pg_restore."""
+    """Exactly the README's manual restore (but the gcloud download): sha256sum, age -d | zstd -d, pg_restore."""
     manifest = Manifest.model_validate(backup_database())
-    stored = Path(backup_env["LOCAL_DIR"]) / manifest.data_key
-    url = postgres_cluster.create_database("by_hand")
+    name = Path(manifest.data_key).name
+    for path in (Path(backup_env["LOCAL_DIR"]) / "db").glob(manifest.id + ".*"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    script = f"""
+        set -euo pipefail
+        expected=$(grep -o '"sha256": "[0-9a-f]*"' {manifest.id}.manifest.json | cut -d'"' -f4)
+        test "$(sha256sum {name} | cut -d' ' -f1)" = "$expected"
+        age -d -i {age_key[0]} {name} | zstd -d > erp.dump
+        export PGHOST=127.0.0.1 PGPORT={postgres_cluster.port} PGUSER=postgres PGPASSWORD={postgres_cluster.password}
+        createdb erp_sppg_restored
+        pg_restore --no-owner -j 2 -d erp_sppg_restored erp.dump
+    """
     try:
-        command = (
-            f"age -d -i {age_key[0]} {stored} | zstd -d > {tmp_path}/erp.dump && "
-            f'pg_restore --no-owner -d "{url}" {tmp_path}/erp.dump'
-        )
-        subprocess.run(
-            ["bash", "-o", "pipefail", "-c", command],
-            check=True,
+        done = subprocess.run(
+            ["bash", "-c", script],
+            cwd=tmp_path,
             capture_output=True,
+            text=True,
             env={"PATH": f"{postgres_cluster.bin_dir}:/usr/bin:/bin"},
         )
-        assert table_contents(url) == table_contents(backup_env["DATABASE_URL"])
+        assert done.returncode == 0, done.stderr
+        restored = postgres_cluster.url("erp_sppg_restored")
+        assert table_contents(restored) == table_contents(backup_env["DATABASE_URL"])
     finally:
-        drop(postgres_cluster, url)
+        postgres_cluster.drop_database("erp_sppg_restored")
 
 
 def test_success_is_notified_measured_and_audited(backup_env: dict[str, str], webhook: Any) -> None:

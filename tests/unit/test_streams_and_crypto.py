@@ -133,3 +133,40 @@ def test_fetch_dump_of_a_damaged_backup_says_corrupt_and_leaves_no_file(tmp_path
     with pytest.raises(PermanentError, match="sha256 mismatch.*corrupt"):
         fetch_dump(storage, manifest, crypto.load_identities(key), tmp_path / "plain")
     assert not (tmp_path / "plain").exists()
+
+
+class CountingSource(io.RawIOBase):
+    """An endless-looking source (200 MB) that counts what was read from it."""
+
+    def __init__(self, total: int = 200 << 20) -> None:
+        self.left = total
+        self.read_bytes = 0
+        self.block = os.urandom(1 << 20)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        if self.left <= 0:
+            return b""
+        data = self.block[: min(len(self.block), self.left, size if size > 0 else len(self.block))]
+        self.left -= len(data)
+        self.read_bytes += len(data)
+        return data
+
+
+def test_a_failing_destination_stops_the_source_and_its_own_error_surfaces(tmp_path: Path) -> None:
+    from tests.helpers import tiny_filesystem
+
+    _, public = key_pair(tmp_path, "key")
+    source = CountingSource()
+    with tiny_filesystem(tmp_path / "small", size="256k") as small:
+        fanout = streams.Fanout([(LocalStorage(small), "x")])
+        prefetch = streams.Prefetch(source)  # type: ignore[arg-type]
+        fanout.on_error = prefetch.stop
+        with pytest.raises(Exception):  # noqa: B017 - pyrage wraps what it gets; fanout.error is the cause
+            crypto.encrypt(streams.compressor(prefetch, "zstd"), fanout, [public])
+        fanout.abort()
+        assert isinstance(fanout.error, PermanentError) and "no space left" in str(fanout.error)
+        assert list(small.iterdir()) == []
+    assert source.read_bytes < 40 << 20  # stopped early, not after reading all 200 MB
