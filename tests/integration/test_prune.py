@@ -117,3 +117,18 @@ def test_list_cli_shows_backups_from_storage_alone(backup_env: dict[str, str], t
     assert "has no manifest: incomplete, not a backup" in table.stderr
     manifest = Manifest.model_validate(listing["backups"][0])
     assert manifest.tables["public.users"] == 20
+
+
+def test_incomplete_uploads_go_only_once_past_retention(backup_env: dict[str, str]) -> None:
+    made = make_backups([0])
+    storage_root = Path(backup_env["STORAGE_URL"].removeprefix("file://"))
+    old = storage_root / "db" / "erp_sppg_backup_20240101_000000.dump.zst.age"
+    young = storage_root / "db" / "erp_sppg_backup_20261101_000000.dump.zst.age"
+    for path in (old, young):
+        path.write_bytes(b"an upload whose run failed before its manifest")
+    os.utime(old, (0, (datetime.now(UTC) - timedelta(days=400)).timestamp()))
+    os.utime(young, (0, (datetime.now(UTC) - timedelta(days=20)).timestamp()))
+    results = prune_backups()
+    assert results[0]["deleted"] == ["db/erp_sppg_backup_20240101_000000.dump.zst.age"]
+    assert not old.exists() and young.exists()
+    assert ids_in(backup_env["STORAGE_URL"]) == {made[0]}

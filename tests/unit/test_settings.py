@@ -89,3 +89,22 @@ def test_cli_bad_setting_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPPG_BACKUP_COMPRESSION", "lz4")
     result = CliRunner().invoke(app, ["config", "show"])
     assert result.exit_code == 2
+
+
+def test_secrets_in_bad_urls_never_reach_the_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPPG_BACKUP_DATABASE_URL", "postgresql://u:SECRET%zzPW@h/db")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "SECRET" not in str(caught.value) and "SPPG_BACKUP_DATABASE_URL" in str(caught.value)
+
+
+def test_password_query_parameters_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPPG_BACKUP_DATABASE_URL", "postgresql://u@h/db?password=hunter2&sslmode=require")
+    shown = masked(load_settings())["database_url"]
+    assert "hunter2" not in shown and "sslmode=require" in shown
+
+
+def test_file_url_with_a_host_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPPG_BACKUP_STORAGE_URL", "file://.demo/storage")
+    with pytest.raises(ConfigError, match="SPPG_BACKUP_STORAGE_URL"):
+        load_settings()
