@@ -227,3 +227,94 @@ def fresh_backup(backup_env: dict[str, str], webhook: Webhook, prefect_api: str)
     webhook.messages.clear()
     webhook.requests.clear()
     return manifest
+
+
+class DockerEngine:
+    """A private dockerd (own data root and socket; no network bridge) with a busybox test image."""
+
+    IMAGE = "erp-sppg-backend:test"
+
+    def __init__(self) -> None:
+        import shutil
+        import tempfile
+
+        if shutil.which("dockerd") is None:
+            raise RuntimeError("dockerd not installed: run scripts/setup.sh (docker.io, busybox-static)")
+        self.root = Path(tempfile.mkdtemp(prefix="sppg-docker-"))
+        self.host = f"unix://{self.root}/docker.sock"
+        self.proc = subprocess.Popen(
+            [
+                "dockerd",
+                "--data-root",
+                str(self.root / "data"),
+                "--exec-root",
+                str(self.root / "exec"),
+                "-H",
+                self.host,
+                "--pidfile",
+                str(self.root / "docker.pid"),
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.root / "dockerd.log", "wb"),  # noqa: SIM115
+        )
+        import docker
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.client = docker.DockerClient(base_url=self.host)
+                self.client.ping()
+                break
+            except Exception:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError((self.root / "dockerd.log").read_text()[-2000:]) from None
+                time.sleep(0.3)
+        rootfs = self.root / "rootfs"
+        (rootfs / "bin").mkdir(parents=True)
+        shutil.copy(shutil.which("busybox") or "/bin/busybox", rootfs / "bin" / "busybox")
+        for tool in ("sh", "sleep", "echo", "true"):
+            (rootfs / "bin" / tool).symlink_to("busybox")
+        tar = subprocess.run(["tar", "-C", str(rootfs), "-c", "."], capture_output=True, check=True).stdout
+        subprocess.run(
+            ["docker", "-H", self.host, "import", "-c", 'CMD ["/bin/sleep", "3600"]', "-", self.IMAGE],
+            input=tar,
+            capture_output=True,
+            check=True,
+        )
+
+    def run(
+        self, name: str, service: str | None = None, command: list[str] | None = None, healthy: bool = False
+    ) -> Any:
+        labels = {"com.docker.compose.service": service} if service else {}
+        health = {"test": ["CMD", "/bin/true"], "interval": 500_000_000, "start_period": 0} if healthy else None
+        return self.client.containers.run(
+            self.IMAGE, command, name=name, labels=labels, detach=True, network_mode="none", healthcheck=health
+        )
+
+    def stop(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(30)
+        subprocess.run(["umount", "-R", str(self.root / "exec")], capture_output=True)
+        import shutil
+
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    engine = DockerEngine()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture
+def docker_host(docker_engine: DockerEngine, monkeypatch: pytest.MonkeyPatch) -> Iterator[DockerEngine]:
+    """DOCKER_HOST set to the test engine; containers made in the test are removed afterwards."""
+    monkeypatch.setenv("DOCKER_HOST", docker_engine.host)
+    yield docker_engine
+    for container in docker_engine.client.containers.list(all=True):
+        container.remove(force=True)
