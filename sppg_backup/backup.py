@@ -6,7 +6,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from . import __version__, crypto, postgres, streams
 from .catalog import Manifest, Source, data_key, delete_backup, manifest_key, new_backup_id, write_manifest
@@ -67,7 +67,14 @@ def reserve_id(storage: Storage, now: datetime) -> str:
         moment += timedelta(seconds=1)
 
 
-def dump(settings: Settings, dest: Destinations, backup_id: str, who: dict[str, str] | None = None) -> Manifest:
+def dump(
+    settings: Settings,
+    dest: Destinations,
+    backup_id: str,
+    who: dict[str, str] | None = None,
+    purpose: Literal["backup", "safety"] = "backup",
+    note: str = "",
+) -> Manifest:
     """Dump, compress, encrypt and store every copy in one pass; returns the manifest, not yet published.
 
     Nothing becomes visible unless pg_dump and every copy finished; then each copy's size and sha256 agree.
@@ -128,6 +135,8 @@ def dump(settings: Settings, dest: Destinations, backup_id: str, who: dict[str, 
         tables=info.tables,
         created_by=who or {},
         tool_version=__version__,
+        purpose=purpose,
+        note=note,
     )
 
 

@@ -60,6 +60,8 @@ class Manifest(BaseModel):
     tables: dict[str, int]
     created_by: dict[str, str] = {}
     tool_version: str = ""
+    purpose: Literal["backup", "safety"] = "backup"  # safety: the target's state taken before a restore
+    note: str = ""
     verification: Verification | None = None
 
     @property

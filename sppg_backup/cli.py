@@ -19,9 +19,11 @@ from .settings import ENV_PREFIX, load_settings, masked
 
 app = typer.Typer(help="Backup and disaster recovery for ERP SPPG.", no_args_is_help=True, add_completion=False)
 backup_app = typer.Typer(help="Make a backup.", no_args_is_help=True)
+restore_app = typer.Typer(help="Restore a backup.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(backup_app, name="backup")
 app.add_typer(config_app, name="config")
+app.add_typer(restore_app, name="restore")
 VERBOSE = {"on": False}
 # Piped output (logs, cron mail) is not wrapped at 80 columns: ids and paths stay whole.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -95,6 +97,68 @@ def backup_db(as_json: Annotated[bool, typer.Option("--json", help="Print the ma
         f"{len(manifest['tables'])} tables, sha256 {manifest['sha256'][:16]}...",
         highlight=False,
     )
+
+
+@restore_app.command("db")
+def restore_db(
+    backup_id: Annotated[str | None, typer.Argument(help="Backup id; the newest usable one when omitted.")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="The newest usable backup.")] = False,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            help="The newest backup made before this time (ISO 8601; without a zone, in SPPG_BACKUP_TIMEZONE)."
+        ),
+    ] = None,
+    target_url: Annotated[str | None, typer.Option(help="Database to restore into (default DATABASE_URL).")] = None,
+    stop_services: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated containers or Compose services to stop during the restore (default SERVICES)."
+        ),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Restore over a database that has data or connections.")] = False,
+    no_safety_backup: Annotated[bool, typer.Option("--no-safety-backup", help="Skip the safety backup.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Restore the database (the restore-database flow): safety backup, stop services, restore, verify, start."""
+    settings = run(load_settings)
+    if sum(bool(x) for x in (backup_id, latest, before)) > 1:
+        fail(ConfigError("give one of BACKUP_ID, --latest, --before"))
+    from datetime import datetime
+
+    from flows.restore_database import restore_database
+    from tasks.restore import RestoreRequest
+
+    moment = None
+    if before:
+        try:
+            moment = datetime.fromisoformat(before)
+        except ValueError:
+            fail(ConfigError(f"--before {before!r} is not a time like 2026-11-24T03:00 or 2026-11-24 03:00+07:00"))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=settings.zone)
+    request = RestoreRequest(
+        backup_id=backup_id,
+        before=moment,
+        target_url=target_url,
+        confirm=yes,
+        safety_backup=not no_safety_backup,
+        stop_services=[s.strip() for s in stop_services.split(",") if s.strip()] if stop_services is not None else None,
+        dry_run=dry_run,
+    )
+    result = run(restore_database, request=request, json_failure={"backup_id": backup_id} if as_json else None)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    elif dry_run:
+        out.print("plan (nothing was changed):", highlight=False)
+        for step in result["steps"]:
+            out.print(f"  - {step}", highlight=False)
+    else:
+        out.print(
+            f"restored {result['backup_id']} into {result['target']['label']}"
+            + (f"; safety backup {result['safety_backup_id']}" if result["safety_backup_id"] else ""),
+            highlight=False,
+        )
 
 
 @app.command("verify")

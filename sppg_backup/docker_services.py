@@ -51,9 +51,16 @@ def resolve(client: Any, names: list[str]) -> list[Service]:
 
 
 def stop(client: Any, services: list[Service], timeout: int = 30) -> None:
-    for service in services:
-        if service.was_running:
-            client.containers.get(service.container_id).stop(timeout=timeout)
+    """Stop the running ones; if one cannot be stopped, start again those already stopped, then fail."""
+    stopped: list[Service] = []
+    try:
+        for service in services:
+            if service.was_running:
+                client.containers.get(service.container_id).stop(timeout=timeout)
+                stopped.append(service)
+    except Exception as exc:
+        start(client, stopped)
+        raise TransientError(f"cannot stop {service.container_name}: {_first_line(exc)}") from None
 
 
 def start(client: Any, services: list[Service], wait_seconds: float = 120) -> None:

@@ -27,6 +27,9 @@ def plan(backups: list[Manifest], now: datetime, policy: RetentionPolicy) -> Ret
     protected: dict[str, str] = {}
     if ordered:
         protected[ordered[-1].id] = "newest backup"
+    regular = [m for m in ordered if m.purpose == "backup"]
+    if regular:
+        protected.setdefault(regular[-1].id, "newest backup")
     verified = [m for m in ordered if m.verified]
     if verified:
         protected.setdefault(verified[-1].id, "newest verified backup")

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     compression: Literal["zstd", "gzip"] = "zstd"
     compression_level: int | None = Field(None, ge=1, le=19)
     encryption: bool = True
+    services: CommaList = []
+    service_stop_timeout_seconds: int = Field(30, ge=0)
+    service_start_timeout_seconds: int = Field(120, ge=1)
     age_recipients: CommaList = []
     age_identity_file: Path | None = None
     notify_urls: CommaList = []
@@ -83,7 +86,7 @@ class Settings(BaseSettings):
     storage_alert_ratio: float = Field(0.8, gt=0, le=1)
     bucket_quota_bytes: int | None = Field(None, gt=0)
 
-    _split = field_validator("age_recipients", "notify_urls", mode="before")(_split_commas)
+    _split = field_validator("age_recipients", "notify_urls", "services", mode="before")(_split_commas)
 
     @field_validator("database_url", "verify_database_url")
     @classmethod

@@ -21,7 +21,8 @@ def evaluate_health(settings: Settings) -> list[health.Alert]:
     if settings.local_dir is not None:
         usages.append(health.disk_usage("local", settings.local_dir))
     limits = health.Thresholds(settings.max_backup_age_hours, settings.size_drop_ratio, settings.storage_alert_ratio)
-    alerts = health.evaluate(list_backups(dest.storage).backups, datetime.now(UTC), usages, limits)
+    regular = [m for m in list_backups(dest.storage).backups if m.purpose == "backup"]
+    alerts = health.evaluate(regular, datetime.now(UTC), usages, limits)
     for usage in usages:
         metrics.record(
             {"location": usage.location},

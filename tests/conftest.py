@@ -165,6 +165,7 @@ def backup_env(
         "METRICS_FILE": str(tmp_path / "metrics" / "backup.prom"),
         "AUDIT_LOG": str(tmp_path / "audit.jsonl"),
         "MIN_BACKUP_SIZE": "10000",
+        "SERVICE_STOP_TIMEOUT_SECONDS": "1",
         "RETRIES": "2",
         "RETRY_DELAY_SECONDS": "0",
     }

@@ -1,0 +1,153 @@
+"""Database recovery: choose the backup, inspect the target, restore into a new database, check it, swap it in.
+
+The live database is not touched until the restored copy has passed the row-count check.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from . import postgres, restore
+from .catalog import Manifest, list_backups, read_manifest, shown_time
+from .errors import NotFoundError, PermanentError
+from .storage import Storage
+
+
+def choose_backup(storage: Storage, backup_id: str | None = None, before: datetime | None = None) -> Manifest:
+    """By id; else the newest before `before` (or the newest), skipping safety copies and failed verifications."""
+    if backup_id:
+        try:
+            return read_manifest(storage, "db", backup_id)
+        except NotFoundError:
+            raise NotFoundError(f"no backup {backup_id} in {storage.url}; `sppg-backup list` shows them") from None
+    candidates = [
+        m
+        for m in list_backups(storage).backups
+        if m.purpose == "backup"
+        and not (m.verification and m.verification.status == "failed")
+        and (before is None or m.created_at < before)
+    ]
+    if not candidates:
+        when = f" made before {before.isoformat()}" if before else ""
+        raise NotFoundError(f"no usable backup{when} in {storage.url}; `sppg-backup list` shows them")
+    return candidates[-1]
+
+
+class TargetState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    label: str
+    database: str
+    exists: bool
+    connections: int = 0
+    tables: int = 0
+
+
+def inspect_target(url: str) -> TargetState:
+    """Does the target database exist, and does anything use it or live in it?"""
+    target, _ = postgres.parse(url)
+    admin = postgres.with_database(url, "postgres")
+    with postgres.connect(admin) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [target.database]).fetchone()
+        exists = bool(row and row[0])
+        connections = 0
+        if exists:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [target.database],
+            ).fetchone()
+            connections = int(row[0]) if row else 0
+    tables = 0
+    if exists:
+        with postgres.connect(url) as conn:
+            tables = len(postgres.list_tables(conn))
+    return TargetState(
+        label=target.label, database=target.database, exists=exists, connections=connections, tables=tables
+    )
+
+
+class RestorePlan(BaseModel):
+    """What a restore will do; printed by --dry-run, checked before anything changes."""
+
+    model_config = ConfigDict(frozen=True)
+    manifest: Manifest
+    backup_id: str
+    backup_created_at: datetime
+    backup_verified: str
+    backup_size: int
+    target: TargetState
+    services: list[str]
+    safety_backup: bool
+    needs_confirmation: bool
+
+    def describe(self, zone: object) -> list[str]:
+        created = shown_time(self.backup_created_at, zone)  # type: ignore[arg-type]
+        steps = [f"restore backup {self.backup_id} ({created}, {self.backup_verified}) into {self.target.label}"]
+        if self.safety_backup:
+            steps.append(f"take a safety backup of {self.target.database} first")
+        if self.services:
+            steps.append(f"stop {', '.join(self.services)} during the restore and start them again afterwards")
+        steps.append(
+            "download, check sha256, decrypt, decompress; pg_restore into a new database; compare every "
+            "table's row count with the manifest; then swap it in for the old one"
+        )
+        return steps
+
+
+def plan(manifest: Manifest, target: TargetState, services: list[str], safety_backup: bool) -> RestorePlan:
+    check = manifest.verification
+    verified = f"verification {check.status}" if check else "not verified yet"
+    return RestorePlan(
+        manifest=manifest,
+        backup_id=manifest.id,
+        backup_created_at=manifest.created_at,
+        backup_verified=verified,
+        backup_size=manifest.size,
+        target=target,
+        services=services,
+        safety_backup=safety_backup and target.exists and target.tables > 0,
+        needs_confirmation=target.exists and (target.connections > 0 or target.tables > 0),
+    )
+
+
+def restore_replacing(
+    url: str, archive: Path, manifest: Manifest, pg_restore: str, jobs: int, keep_old: bool
+) -> str | None:
+    """Restore into a new database on the target's server, check its rows, then put it in the target's place.
+
+    Returns the name the old database was kept under (keep_old), else None (it was dropped).
+    """
+    target, _ = postgres.parse(url)
+    name = target.database
+    staging = f"{name[:40]}_restoring_{uuid.uuid4().hex[:8]}"
+    admin = postgres.with_database(url, "postgres")
+    with postgres.connect(admin) as conn:
+        conn.execute(f'CREATE DATABASE "{staging}"')
+    staged = postgres.with_database(url, staging)
+    try:
+        restore.restore_archive(staged, archive, pg_restore, jobs, check="restore")
+        restore.compare_rows(staged, manifest.tables)
+    except BaseException:
+        restore.drop_database(staged)
+        raise
+    old = f"{name[:40]}_replaced_{uuid.uuid4().hex[:8]}"
+    with postgres.connect(admin) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if exists:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
+            conn.execute(f'ALTER DATABASE "{name}" RENAME TO "{old}"')
+        try:
+            conn.execute(f'ALTER DATABASE "{staging}" RENAME TO "{name}"')
+        except Exception as exc:
+            if exists:
+                conn.execute(f'ALTER DATABASE "{old}" RENAME TO "{name}"')
+            raise PermanentError(f"cannot put the restored database in place of {name}: {exc}") from None
+        if exists and not keep_old:
+            conn.execute(f'DROP DATABASE "{old}" WITH (FORCE)')
+    return old if exists and keep_old else None
