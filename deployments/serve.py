@@ -10,7 +10,9 @@ from prefect.schedules import Cron
 from flows.backup_database import backup_database
 from flows.check_backup_health import check_backup_health
 from flows.prune_backups import prune_backups
+from flows.recover_database_corruption import recover_database_corruption
 from flows.recovery_drill import recovery_drill
+from flows.restore_database import restore_database
 from flows.verify_backup import verify_backup
 
 TIMEZONE = "Asia/Jakarta"
@@ -36,6 +38,8 @@ def deployments() -> list[Any]:
             schedule=Cron("*/15 * * * *", timezone=TIMEZONE),
             description="The guide's alert conditions.",
         ),
+        restore_database.to_deployment(name="on-demand", description="The guide's manual database restore."),
+        recover_database_corruption.to_deployment(name="on-demand", description="Disaster scenario 1."),
         prune_backups.to_deployment(
             name="manual", parameters={"dry_run": True}, description="Apply retention now (dry run unless unticked)."
         ),

@@ -51,7 +51,7 @@ def restore_database(request: RestoreRequest | None = None, config_file: str | N
         archive = retrying(download_backup, settings)(settings, plan.manifest)
         kept = restore_into_target(settings, url, plan.manifest, archive, keep_old=safety is None)
         # 4. Verify restore.
-        verify_restore(url, plan.manifest)
+        verify_restore(settings, url, plan.manifest)
     except BaseException as error:
         # 5. Restart application services, whatever happened.
         if services:

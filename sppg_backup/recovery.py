@@ -17,7 +17,9 @@ from .errors import NotFoundError, PermanentError
 from .storage import Storage
 
 
-def choose_backup(storage: Storage, backup_id: str | None = None, before: datetime | None = None) -> Manifest:
+def choose_backup(
+    storage: Storage, backup_id: str | None = None, before: datetime | None = None, verified_only: bool = False
+) -> Manifest:
     """By id; else the newest before `before` (or the newest), skipping safety copies and failed verifications."""
     if backup_id:
         try:
@@ -30,10 +32,12 @@ def choose_backup(storage: Storage, backup_id: str | None = None, before: dateti
         if m.purpose == "backup"
         and not (m.verification and m.verification.status == "failed")
         and (before is None or m.created_at < before)
+        and (m.verified or not verified_only)
     ]
     if not candidates:
         when = f" made before {before.isoformat()}" if before else ""
-        raise NotFoundError(f"no usable backup{when} in {storage.url}; `sppg-backup list` shows them")
+        kind = "verified backup" if verified_only else "usable backup"
+        raise NotFoundError(f"no {kind}{when} in {storage.url}; `sppg-backup list` shows them")
     return candidates[-1]
 
 

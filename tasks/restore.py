@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID
 from pydantic import BaseModel, Field
 
-from sppg_backup import backup, docker_services, notify, postgres, recovery, restore
+from sppg_backup import backup, docker_services, drill, notify, postgres, recovery, restore
 from sppg_backup.catalog import Manifest
 from sppg_backup.errors import CheckFailed
 from sppg_backup.settings import Settings
@@ -144,9 +144,33 @@ def restore_into_target(settings: Settings, url: str, manifest: Manifest, archiv
 
 
 @task(name="verify-restore", cache_policy=NO_CACHE, timeout_seconds=600)
-def verify_restore(url: str, manifest: Manifest) -> None:
-    """The guide's step 4: the tables are there, with the row counts of the backup."""
+def verify_restore(settings: Settings, url: str, manifest: Manifest) -> None:
+    """The guide's step 4: the tables are there with the backup's row counts, and the smoke checks
+    (DRILL_CHECKS; by default the guide's users count) pass."""
     restore.compare_rows(url, manifest.tables)
+    failed = [r for r in drill.run_smoke_checks(url, settings.drill_checks) if not r.passed]
+    if failed:
+        raise CheckFailed("verify", "; ".join(f"{r.name}: got {r.got}, expected {r.expect}" for r in failed))
+    get_run_logger().info(
+        "verified: %d tables with the backup's row counts; %s",
+        len(manifest.tables),
+        ", ".join(c.name for c in settings.drill_checks) or "no smoke checks",
+    )
+
+
+@task(name="find-errors-in-logs", cache_policy=NO_CACHE, timeout_seconds=300)
+def find_errors(names: list[str]) -> dict[str, list[str]]:
+    """The guide's step 1: docker-compose logs backend-1 | grep -i error."""
+    client = docker_services.connect()
+    found = docker_services.error_lines(client, docker_services.resolve(client, names))
+    for container, lines in found.items():
+        get_run_logger().warning("%s: %d error lines%s", container, len(lines), (": " + lines[-1]) if lines else "")
+    return found
+
+
+@task(name="choose-newest-verified", cache_policy=NO_CACHE, timeout_seconds=300)
+def newest_verified(settings: Settings) -> str:
+    return recovery.choose_backup(destinations(settings).storage, verified_only=True).id
 
 
 @task(name="notify-restore", cache_policy=NO_CACHE)

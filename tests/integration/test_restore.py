@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -202,3 +203,39 @@ def test_cli_restore_dry_run_and_exit_codes(live: dict[str, Any], prefect_api: s
     assert table_contents(live["url"]) == live["good"]
     bad = subprocess.run([*sppg, "--before", "yesterday"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "--before" in bad.stderr
+
+
+def test_corruption_scenario_restores_the_newest_verified_backup(
+    live: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.recover_database_corruption import CorruptionRecovery, recover_database_corruption
+    from flows.verify_backup import verify_backup
+
+    with pytest.raises(NotFoundError, match="no verified backup"):
+        recover_database_corruption(CorruptionRecovery(confirm=True))
+    verify_backup()
+    newer = backup_database()  # made after the corruption, not verified: must not be chosen
+    live["engine"].run(
+        "backend-3",
+        service="backend-3",
+        command=["/bin/sh", "-c", "echo 'ERROR: invalid page in block 7 of relation users'; sleep 60"],
+    )
+    time.sleep(1)
+    result = recover_database_corruption(CorruptionRecovery(services=["backend-1", "backend-3"], confirm=True))
+    assert result["backup_id"] == live["backup"]["id"] != newer["id"]
+    assert result["error_lines"] == {"erp-sppg-backend-1": 0, "backend-3": 1}
+    assert table_contents(live["url"]) == live["good"]
+    assert set(container_states(live["engine"]).values()) == {"running"}
+
+
+def test_restore_fails_when_the_users_check_fails(
+    live: dict[str, Any], monkeypatch: pytest.MonkeyPatch, postgres_cluster: Any
+) -> None:
+    monkeypatch.setenv(
+        "SPPG_BACKUP_DRILL_CHECKS",
+        json.dumps([{"name": "many users", "sql": "SELECT count(*) > 1000000 FROM users", "expect": "true"}]),
+    )
+    with pytest.raises(CheckFailed, match="many users: got false") as caught:
+        restore_database(RestoreRequest(confirm=True))
+    assert caught.value.check == "verify"
+    assert set(container_states(live["engine"]).values()) == {"running"}

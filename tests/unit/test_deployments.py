@@ -31,6 +31,24 @@ def test_prefect_yaml_has_the_guides_schedules_in_jakarta_time() -> None:
     assert yaml_schedules() == EXPECTED
 
 
+def test_restore_deployments_have_forms_and_no_schedule() -> None:
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    on_demand = {d["entrypoint"]: d for d in config["deployments"] if d["name"] == "on-demand"}
+    assert set(on_demand) == {
+        "flows/restore_database.py:restore_database",
+        "flows/recover_database_corruption.py:recover_database_corruption",
+    }
+    assert all("schedules" not in d for d in on_demand.values())
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.restore_database import restore_database
+
+    schema = parameter_schema(restore_database.fn).model_dump()
+    fields = schema["definitions"]["RestoreRequest"]["properties"]
+    assert {"backup_id", "before", "target_url", "stop_services", "confirm", "safety_backup", "dry_run"} <= set(fields)
+    assert all(field.get("description") for field in fields.values())
+
+
 def test_serve_has_the_same_schedules() -> None:
     from deployments.serve import deployments
 
