@@ -1,0 +1,24 @@
+"""One restore through the core, no Prefect: download, sha256, decrypt, decompress, pg_restore -j, row counts."""
+
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sppg_backup import crypto, recovery, restore  # noqa: E402
+from sppg_backup.settings import load_settings  # noqa: E402
+from sppg_backup.storage import open_storage  # noqa: E402
+
+settings = load_settings()
+target = sys.argv[1]
+storage = open_storage(settings.storage_url)
+manifest = recovery.choose_backup(storage)
+assert settings.age_identity_file is not None
+with tempfile.TemporaryDirectory(dir=settings.scratch_dir) as scratch:
+    archive = restore.fetch_dump(
+        storage, manifest, crypto.load_identities(settings.age_identity_file), Path(scratch) / "archive.dump"
+    )
+    pg_restore = restore.pg_restore_tool(settings.database_url, settings.pg_bin_dir)
+    recovery.restore_replacing(target, archive, manifest, pg_restore, settings.restore_jobs, keep_old=False)
+restore.compare_rows(target, manifest.tables)
