@@ -37,7 +37,7 @@ def main() -> None:
     out = workdir / "restore"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    cluster = Cluster(workdir / f"pg-{args.scale}").start()
+    cluster = Cluster(workdir / f"pg-{args.scale}", fsync=True).start()  # a restore writes: fsync as in production
     try:
         url = cluster.url("erp_bench")
         try:
@@ -74,12 +74,20 @@ def main() -> None:
         plain = out / "plain.dump"
         timed(f"pg_dump -Fc -Z0 -f {plain} '{conninfo}'", env, True)
 
+        def settle() -> None:
+            """Flush what the previous contender left dirty, so it does not slow the next one down."""
+            with postgres.connect(url) as conn:
+                conn.execute("CHECKPOINT")
+            os.sync()
+
         def fresh(name: str) -> str:
             cluster.drop_database(name)
+            settle()
             return cluster.create_database(name)
 
         def target(name: str) -> str:
             cluster.drop_database(name)
+            settle()
             return postgres.libpq_env(cluster.url(name))[0]
 
         results: dict[str, tuple[float, int]] = {}

@@ -15,6 +15,8 @@ target = sys.argv[1]
 storage = open_storage(settings.storage_url)
 manifest = recovery.choose_backup(storage)
 assert settings.age_identity_file is not None
+if settings.scratch_dir:
+    settings.scratch_dir.mkdir(parents=True, exist_ok=True)
 with tempfile.TemporaryDirectory(dir=settings.scratch_dir) as scratch:
     archive = restore.fetch_dump(
         storage, manifest, crypto.load_identities(settings.age_identity_file), Path(scratch) / "archive.dump"

@@ -46,7 +46,7 @@ def restore_database(request: RestoreRequest | None = None, config_file: str | N
         if plan.safety_backup:
             safety = take_safety_backup(settings, url, plan)
         # 1. Stop application services.
-        services = stop_services(settings, plan.services)
+        services = stop_services(settings, plan.services) if plan.services else []
         # 3. Restore from backup.
         archive = retrying(download_backup, settings)(settings, plan.manifest)
         kept = restore_into_target(settings, url, plan.manifest, archive, keep_old=safety is None)

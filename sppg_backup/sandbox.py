@@ -36,7 +36,10 @@ class Cluster:
     As root it runs as the `postgres` user, because initdb refuses to run as root.
     """
 
-    def __init__(self, base: Path | None = None, bin_dir: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, base: Path | None = None, bin_dir: Path | None = None, port: int | None = None, fsync: bool = False
+    ) -> None:
+        self.fsync = fsync  # off for tests (speed); on for benchmarks, as on a real server
         self.bin_dir = bin_dir or default_bin_dir()
         self.base = Path(base) if base else Path(tempfile.mkdtemp(prefix="sppg-pg-"))
         self.data = self.base / "data"
@@ -76,7 +79,8 @@ class Cluster:
             saved = self.base / "password"
             saved.touch(mode=0o600)
             saved.write_text(self.password)
-        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
+        fsync = "on" if self.fsync else "off"
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=50"
         self._run(
             str(self.bin_dir / "pg_ctl"),
             "-D",

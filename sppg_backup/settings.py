@@ -101,6 +101,15 @@ class Settings(BaseSettings):
             raise ValueError("does not parse as postgresql://user:password@host:port/database") from None
         return value
 
+    @field_validator("local_dir", mode="before")
+    @classmethod
+    def _check_local_dir(cls, value: Any) -> Any:
+        if value in ("", None):
+            return None  # empty: no local copies
+        if not Path(value).is_absolute():
+            raise ValueError("must be an absolute path (or empty for no local copies)")
+        return value
+
     @field_validator("storage_url")
     @classmethod
     def _check_storage_url(cls, value: str) -> str:

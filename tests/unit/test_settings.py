@@ -108,3 +108,11 @@ def test_file_url_with_a_host_is_rejected(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("SPPG_BACKUP_STORAGE_URL", "file://.demo/storage")
     with pytest.raises(ConfigError, match="SPPG_BACKUP_STORAGE_URL"):
         load_settings()
+
+
+def test_empty_local_dir_means_no_local_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPPG_BACKUP_LOCAL_DIR", "")
+    assert load_settings().local_dir is None
+    monkeypatch.setenv("SPPG_BACKUP_LOCAL_DIR", "backups")
+    with pytest.raises(ConfigError, match="SPPG_BACKUP_LOCAL_DIR: must be an absolute path"):
+        load_settings()
