@@ -14,16 +14,15 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import prefect_server, timed  # noqa: E402
+from bench.common import timed  # noqa: E402
 from sppg_backup import postgres  # noqa: E402
 from sppg_backup.crypto import generate_key_file  # noqa: E402
-from sppg_backup.sandbox import Cluster, fill_sample  # noqa: E402
+from sppg_backup.sandbox import Cluster, prefect_server, sample_database  # noqa: E402
 
 
 def main() -> None:
@@ -41,15 +40,7 @@ def main() -> None:
     cluster = Cluster(cluster_dir if args.keep else Path(tempfile.mkdtemp(prefix="sppg-bench-")))
     cluster.start()
     try:
-        url = cluster.url("erp_bench")
-        try:
-            with postgres.connect(url):
-                pass
-        except Exception:
-            url = cluster.create_database("erp_bench")
-            started = time.perf_counter()
-            fill_sample(url, args.scale)
-            print(f"generated scale {args.scale} in {time.perf_counter() - started:.0f} s")
+        url = sample_database(cluster, "erp_bench", args.scale)
         with postgres.connect(url) as conn:
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
         print(f"database: {size / 1e6:.0f} MB (pg_database_size)")
@@ -83,7 +74,7 @@ def main() -> None:
         }
         core = [sys.executable, str(ROOT / "bench" / "run_backup_core.py")]
         results["backup db: dump..manifest (core)"] = timed(core, backup_env)
-        with prefect_server(workdir) as api:
+        with prefect_server(workdir / "prefect") as api:
             cli = [str(Path(sys.executable).with_name("sppg-backup")), "backup", "db"]
             results["sppg-backup backup db (Prefect flow)"] = timed(cli, {**backup_env, "PREFECT_API_URL": api})
         sizes = {

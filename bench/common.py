@@ -1,18 +1,10 @@
-"""What the benchmarks share: timing a command with the peak memory of its whole process tree, and a
-real Prefect server to run the CLI against."""
+"""What the benchmarks share: timing a command with the peak memory of its whole process tree."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
-
-from sppg_backup.sandbox import free_port
 
 
 def tree_rss(pid: int) -> int:
@@ -49,29 +41,3 @@ def timed(command: list[str] | str, env: dict[str, str] | None = None, shell: bo
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {command}")
     return elapsed, peak
-
-
-@contextlib.contextmanager
-def prefect_server(workdir: Path) -> Iterator[str]:
-    """A real `prefect server` (SQLite) for timing the CLI as users run it, with the flow reported."""
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(workdir / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    prefect = str(Path(sys.executable).with_name("prefect"))
-    proc = subprocess.Popen(
-        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    api = f"http://127.0.0.1:{port}/api"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(api + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield api
-    finally:
-        proc.terminate()
-        proc.wait(30)

@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import prefect_server, timed  # noqa: E402
+from bench.common import timed  # noqa: E402
 from sppg_backup import backup, postgres  # noqa: E402
 from sppg_backup.crypto import generate_key_file  # noqa: E402
-from sppg_backup.sandbox import Cluster, fill_sample  # noqa: E402
+from sppg_backup.sandbox import Cluster, prefect_server, sample_database  # noqa: E402
 from sppg_backup.settings import load_settings  # noqa: E402
 
 
@@ -39,13 +39,7 @@ def main() -> None:
     out.mkdir(parents=True)
     cluster = Cluster(workdir / f"pg-{args.scale}", fsync=True).start()  # a restore writes: fsync as in production
     try:
-        url = cluster.url("erp_bench")
-        try:
-            with postgres.connect(url):
-                pass
-        except Exception:
-            url = cluster.create_database("erp_bench")
-            fill_sample(url, args.scale)
+        url = sample_database(cluster, "erp_bench", args.scale)
         with postgres.connect(url) as conn:
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
         print(f"database: {size / 1e6:.0f} MB (pg_database_size)")
@@ -103,7 +97,7 @@ def main() -> None:
         core = [sys.executable, str(ROOT / "bench" / "run_restore_core.py"), cluster.url("ours_core")]
         target("ours_core")
         results["restore, core (download..row counts)"] = timed(core, env)
-        with prefect_server(workdir) as api:
+        with prefect_server(workdir / "prefect") as api:
             target("ours_flow")
             cli = [
                 str(Path(sys.executable).with_name("sppg-backup")),

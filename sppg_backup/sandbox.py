@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +224,45 @@ def fill_sample(url: str, scale: int = 1, batch: int = 50) -> dict[str, int]:
         from .postgres import row_counts
 
         return row_counts(conn)
+
+
+def sample_database(cluster: Cluster, name: str, scale: int) -> str:
+    """The sample database `name` on `cluster`, generated only when it is not there yet; its URL."""
+    url = cluster.url(name)
+    try:
+        psycopg.connect(url).close()
+    except psycopg.OperationalError:
+        url = cluster.create_database(name)
+        started = time.perf_counter()
+        fill_sample(url, scale)
+        print(f"generated scale {scale} in {time.perf_counter() - started:.0f} s")
+    return url
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path) -> Iterator[str]:
+    """A real `prefect server` process (SQLite under `home`); yields its API URL. Runs the CLI, imports nothing."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": api}
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    proc = subprocess.Popen(
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(api + "/health", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("prefect server did not start") from None
+                time.sleep(0.5)
+        yield api
+    finally:
+        proc.terminate()
+        proc.wait(30)

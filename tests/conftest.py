@@ -324,30 +324,14 @@ def docker_host(docker_engine: DockerEngine, monkeypatch: pytest.MonkeyPatch) ->
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `prefect server` process (SQLite) with the process work pool `sppg-backup`; its API URL."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": api}
-    prefect = str(Path(sys.executable).with_name("prefect"))
-    proc = subprocess.Popen(
-        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(api + "/health", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("prefect server did not start") from None
-            time.sleep(0.5)
-    subprocess.run(
-        [prefect, "work-pool", "create", "sppg-backup", "--type", "process"], env=env, check=True, capture_output=True
-    )
-    yield api
-    proc.terminate()
-    proc.wait(30)
+    from sppg_backup.sandbox import prefect_server as start_server
+
+    with start_server(tmp_path_factory.mktemp("prefect-home")) as api:
+        prefect = str(Path(sys.executable).with_name("prefect"))
+        subprocess.run(
+            [prefect, "work-pool", "create", "sppg-backup", "--type", "process"],
+            check=True,
+            env={**os.environ, "PREFECT_API_URL": api},
+            capture_output=True,
+        )
+        yield api
