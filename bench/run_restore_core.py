@@ -1,4 +1,5 @@
-"""One restore through the core, no Prefect: download, sha256, decrypt, decompress, pg_restore -j, row counts."""
+"""One restore through the core, no Prefect: download, sha256, decrypt, decompress and pg_restore -j at once,
+row counts, swap."""
 
 import sys
 import tempfile
@@ -17,10 +18,15 @@ manifest = recovery.choose_backup(storage)
 assert settings.age_identity_file is not None
 if settings.scratch_dir:
     settings.scratch_dir.mkdir(parents=True, exist_ok=True)
+pg_restore = restore.pg_restore_tool(settings.database_url, settings.pg_bin_dir)
 with tempfile.TemporaryDirectory(dir=settings.scratch_dir) as scratch:
-    archive = restore.fetch_dump(
-        storage, manifest, crypto.load_identities(settings.age_identity_file), Path(scratch) / "archive.dump"
+    archive = Path(scratch) / "archive.dump"
+    restore.fetch_and_restore(
+        storage,
+        manifest,
+        crypto.load_identities(settings.age_identity_file),
+        archive,
+        lambda grown: recovery.restore_replacing(
+            target, archive, manifest, pg_restore, settings.restore_jobs, keep_old=False, grown=grown
+        ),
     )
-    pg_restore = restore.pg_restore_tool(settings.database_url, settings.pg_bin_dir)
-    recovery.restore_replacing(target, archive, manifest, pg_restore, settings.restore_jobs, keep_old=False)
-restore.compare_rows(target, manifest.tables)

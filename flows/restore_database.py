@@ -12,11 +12,10 @@ from sppg_backup.settings import load_settings
 from tasks.common import retrying
 from tasks.restore import (
     RestoreRequest,
-    download_backup,
+    download_and_restore,
     plan_restore,
     remove_archive,
     report_restore,
-    restore_into_target,
     start_services,
     stop_services,
     summary,
@@ -48,8 +47,7 @@ def restore_database(request: RestoreRequest | None = None, config_file: str | N
         # 1. Stop application services.
         services = stop_services(settings, plan.services) if plan.services else []
         # 3. Restore from backup.
-        archive = retrying(download_backup, settings)(settings, plan.manifest)
-        kept = restore_into_target(settings, url, plan.manifest, archive, keep_old=safety is None)
+        archive, kept = download_and_restore(settings, url, plan.manifest, keep_old=safety is None)
         # 4. Verify restore.
         verify_restore(settings, url, plan.manifest)
     except BaseException as error:

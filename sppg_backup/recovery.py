@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from . import postgres, restore
 from .catalog import Manifest, list_backups, read_manifest, shown_time
 from .errors import NotFoundError, PermanentError
+from .growing import GrowingFile
 from .storage import Storage
 
 
@@ -118,9 +119,11 @@ def plan(manifest: Manifest, target: TargetState, services: list[str], safety_ba
 
 
 def restore_replacing(
-    url: str, archive: Path, manifest: Manifest, pg_restore: str, jobs: int, keep_old: bool
+    url: str, archive: Path, manifest: Manifest, pg_restore: str, jobs: int, keep_old: bool, grown: GrowingFile | None
 ) -> str | None:
     """Restore into a new database on the target's server, check its rows, then put it in the target's place.
+
+    With `grown`, the restore starts while the archive is still being downloaded.
 
     Returns the name the old database was kept under (keep_old), else None (it was dropped).
     """
@@ -132,7 +135,7 @@ def restore_replacing(
         conn.execute(f'CREATE DATABASE "{staging}"')
     staged = postgres.with_database(url, staging)
     try:
-        restore.restore_archive(staged, archive, pg_restore, jobs, check="restore")
+        restore.restore_archive(staged, archive, pg_restore, jobs, "restore", grown)
         restore.compare_rows(staged, manifest.tables)
     except BaseException:
         restore.drop_database(staged)

@@ -3,28 +3,39 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import zstandard
 
-from . import crypto, postgres, streams
+from . import crypto, postgres, streamed_restore, streams
 from .catalog import Manifest
-from .errors import CheckFailed, PermanentError
+from .errors import CheckFailed, PermanentError, TransientError
+from .growing import GrowingFile, Tracking
 from .storage import Storage
 
+T = TypeVar("T")
 
-def fetch_dump(storage: Storage, manifest: Manifest, identities: list[Any], dest: Path) -> Path:
-    """Write the backup's pg_dump archive to `dest` in one streamed pass; the sha256 must match the manifest."""
+
+def fetch_dump(
+    storage: Storage, manifest: Manifest, identities: list[Any], dest: Path, grown: GrowingFile | None = None
+) -> Path:
+    """Write the backup's pg_dump archive to `dest` in one streamed pass; the sha256 must match the manifest.
+
+    With `grown`, readers follow the file as it is written; it is marked finished once the sha256 matched.
+    """
     where = storage.describe(manifest.data_key)
+    if grown:
+        grown.restart()
     try:
-        with storage.open_read(manifest.data_key) as raw, open(dest, "wb") as out:
+        with storage.open_read(manifest.data_key) as raw, open(dest, "wb", buffering=0 if grown else -1) as out:
             reader = streams.HashingReader(raw)
-            error = _decode(reader, out, manifest, identities)
+            error = _decode(reader, Tracking(out, grown) if grown else out, manifest, identities)
             streams.copy(reader, _Discard())  # the checksum covers every stored byte, read or not
         if reader.size != manifest.size or reader.sha256.hexdigest() != manifest.sha256:
             raise CheckFailed(
@@ -34,9 +45,15 @@ def fetch_dump(storage: Storage, manifest: Manifest, identities: list[Any], dest
             )
         if error is not None:
             raise error
-    except BaseException:
+    except BaseException as exc:
+        if grown and isinstance(exc, TransientError):
+            raise  # a retry writes the same file again, and its readers wait for it
+        if grown:
+            grown.fail(exc)
         dest.unlink(missing_ok=True)
         raise
+    if grown:
+        grown.finish()
     return dest
 
 
@@ -99,23 +116,33 @@ def scratch_database(server_url: str, purpose: str) -> Iterator[str]:
         drop_database(url)
 
 
-def restore_archive(url: str, archive: Path, pg_restore: str, jobs: int, check: str = "test restore") -> None:
-    """pg_restore into an existing database, in parallel, stopping at the first error."""
-    conninfo, env = postgres.libpq_env(url)
-    command = [
-        pg_restore,
-        "--no-owner",
-        "--no-privileges",
-        "--exit-on-error",
-        f"--jobs={jobs}",
-        "--dbname",
-        conninfo,
-        str(archive),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
-    if done.returncode != 0:
-        tail = "; ".join(done.stderr.strip().splitlines()[-3:]) or f"exit {done.returncode}"
-        raise CheckFailed(check, f"pg_restore failed: {tail}")
+def restore_archive(
+    url: str, archive: Path, pg_restore: str, jobs: int, check: str = "test restore", grown: GrowingFile | None = None
+) -> None:
+    """pg_restore into an existing database, in parallel, stopping at the first error; with `grown`, while the
+    archive is still being written."""
+    streamed_restore.restore(url, archive, grown or GrowingFile.complete(archive), pg_restore, jobs, check)
+
+
+def fetch_and_restore(
+    storage: Storage, manifest: Manifest, identities: list[Any], archive: Path, restore_into: Callable[[GrowingFile], T]
+) -> T:
+    """Download into `archive` in a thread while `restore_into` restores from it as it grows."""
+    grown = GrowingFile(archive)
+
+    def fetch() -> None:
+        try:
+            fetch_dump(storage, manifest, identities, archive, grown)
+        except BaseException as exc:  # the reader gets the error through `grown`
+            grown.fail(exc)
+            archive.unlink(missing_ok=True)
+
+    thread = threading.Thread(target=fetch, name="fetch", daemon=True)
+    thread.start()
+    try:
+        return restore_into(grown)
+    finally:
+        thread.join()
 
 
 def compare_rows(url: str, expected: dict[str, int]) -> None:

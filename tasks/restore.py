@@ -11,11 +11,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID
 from pydantic import BaseModel, Field
 
-from sppg_backup import backup, docker_services, drill, notify, postgres, recovery, restore
+from sppg_backup import backup, docker_services, drill, growing, notify, postgres, recovery, restore
 from sppg_backup.catalog import Manifest
 from sppg_backup.errors import CheckFailed
 from sppg_backup.settings import Settings
-from tasks.common import audit_trail, destinations, who
+from tasks.common import audit_trail, destinations, retrying, who
 from tasks.verify import fetch_archive
 
 
@@ -128,12 +128,14 @@ def download_backup(settings: Settings, manifest: Manifest) -> str:
 
 @task(name="restore-into-target", cache_policy=NO_CACHE)
 def restore_into_target(settings: Settings, url: str, manifest: Manifest, archive: str, keep_old: bool) -> str | None:
-    """pg_restore -j into a new database, compare row counts with the manifest, then swap it in."""
+    """pg_restore -j into a new database (following the archive while it downloads), compare row counts with
+    the manifest, then swap it in."""
     path = Path(archive)
-    if not path.exists():
-        raise CheckFailed("download", f"the downloaded archive {path} is gone; run the restore again")
+    grown = growing.find(path)
+    if grown is None and not path.exists():
+        raise gone(path)
     pg_restore = restore.pg_restore_tool(postgres.with_database(url, "postgres"), settings.pg_bin_dir)
-    kept = recovery.restore_replacing(url, path, manifest, pg_restore, settings.restore_jobs, keep_old)
+    kept = recovery.restore_replacing(url, path, manifest, pg_restore, settings.restore_jobs, keep_old, grown)
     get_run_logger().info(
         "restored %s into %s%s",
         manifest.id,
@@ -141,6 +143,35 @@ def restore_into_target(settings: Settings, url: str, manifest: Manifest, archiv
         f"; the old database is kept as {kept}" if kept else "",
     )
     return kept
+
+
+def gone(archive: Path) -> CheckFailed:
+    return CheckFailed("download", f"the downloaded archive {archive} is gone; run the restore again")
+
+
+def download_and_restore(settings: Settings, url: str, manifest: Manifest, keep_old: bool) -> tuple[str, str | None]:
+    """Run download-backup and restore-into-target at once: tables load while the backup still downloads.
+
+    A retried flow run finds the download Cached and restores from the file it left. Returns the archive's
+    path and the name the replaced database is kept under.
+    """
+    archive = archive_path(settings, manifest.id)
+    grown = growing.expect(archive)
+    try:
+        downloading = retrying(download_backup, settings).submit(settings, manifest)
+        restoring = restore_into_target.submit(settings, url, manifest, str(archive), keep_old)
+        try:
+            downloading.result()
+            if not archive.exists():
+                raise gone(archive)
+            grown.finish()
+        except BaseException as exc:
+            grown.fail(exc)
+            restoring.wait()
+            raise
+        return str(archive), restoring.result()
+    finally:
+        growing.forget(archive)
 
 
 @task(name="verify-restore", cache_policy=NO_CACHE, timeout_seconds=600)

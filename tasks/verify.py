@@ -9,7 +9,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from sppg_backup import crypto, metrics, notify, report, restore, verify
+from sppg_backup import crypto, growing, metrics, notify, report, restore, verify
 from sppg_backup.catalog import Manifest, human_size
 from sppg_backup.errors import CheckFailed
 from sppg_backup.settings import Settings
@@ -42,7 +42,7 @@ def fetch_archive(settings: Settings, manifest: Manifest, archive: Path) -> None
         if settings.age_identity_file is None:
             raise CheckFailed("decrypt", "SPPG_BACKUP_AGE_IDENTITY_FILE is not set: cannot decrypt the backup")
         identities = crypto.load_identities(settings.age_identity_file)
-    restore.fetch_dump(destinations(settings).storage, manifest, identities, archive)
+    restore.fetch_dump(destinations(settings).storage, manifest, identities, archive, growing.find(archive))
     get_run_logger().info("backup %s: sha256 matches, decrypted and decompressed", manifest.id)
 
 
