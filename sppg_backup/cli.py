@@ -244,17 +244,25 @@ def status_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
 
 @app.command("list")
 def list_command(
-    kind: Annotated[str, typer.Option(help="Kind of backup: db.")] = "db",
+    kind: Annotated[str, typer.Option(help="Kind of backup: db, files, config or full.")] = "db",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List backups from storage alone (manifests), newest last."""
     from .catalog import human_size, list_backups, to_json
 
     settings = run(load_settings)
-    if kind not in ("db",):
-        err.print(f"[red]error:[/red] unknown kind {kind!r}: use db")
+    if kind not in ("db", "files", "config", "full"):
+        err.print(f"[red]error:[/red] unknown kind {kind!r}: use db, files, config or full")
         raise typer.Exit(2)
     storage = run(existing_storage, settings)
+    if kind in ("files", "config"):
+        list_snapshots(settings, storage, kind, as_json)
+        return
+    if kind == "full":
+        from .cli_full import list_sets
+
+        list_sets(settings, storage, as_json)
+        return
     listing = run(list_backups, storage, (kind,))
     if as_json:
         print(to_json(listing))
@@ -279,13 +287,58 @@ def list_command(
         err.print(f"[yellow]warning:[/yellow] {key} has no manifest: incomplete, not a backup", highlight=False)
 
 
+def list_snapshots(settings: Any, storage: Any, kind: Any, as_json: bool) -> None:
+    from .catalog import human_size
+    from .snapshots import list_snapshots as read_snapshots
+
+    listing = run(read_snapshots, storage, kind)
+    if as_json:
+        print(json.dumps([s.model_dump(mode="json") for s in listing.snapshots], indent=2))
+        return
+    table = Table(title=f"{kind.capitalize()} snapshots in {settings.storage_url}")
+    for column in ("id", f"taken ({settings.timezone})", "files", "size", "uploaded", "skipped"):
+        table.add_column(column)
+    for snap in listing.snapshots:
+        table.add_row(
+            snap.id,
+            shown_time(snap.created_at, settings.zone),
+            str(snap.files),
+            human_size(snap.bytes),
+            human_size(snap.uploaded_bytes),
+            str(len(snap.skipped)) if snap.skipped else "-",
+        )
+    out.print(table)
+    for key, problem in listing.unreadable:
+        err.print(f"[yellow]warning:[/yellow] unreadable manifest {key}: {problem}", highlight=False)
+
+
 @app.command("prune")
 def prune_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would go; delete nothing.")] = False,
+    kind: Annotated[str, typer.Option(help="db, or files (needs AGE_IDENTITY_FILE to read snapshots).")] = "db",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Delete backups past retention (local 30 days, cloud 365 days); never the newest good backup."""
+    """Delete backups past retention (db: local 30 days, cloud 365 days, never the newest good backup;
+    files: 90 days, but the last 5 versions of every file stay)."""
     run(existing_storage, run(load_settings))
+    if kind == "files":
+        from flows.prune_file_snapshots import prune_file_snapshots
+
+        files = run(prune_file_snapshots, dry_run=dry_run)
+        if as_json:
+            print(json.dumps(files, indent=2))
+            return
+        verb = "would delete" if dry_run else "deleted"
+        out.print(
+            f"files: {verb} {len(files['deleted_snapshots'])} snapshots and {len(files['deleted_objects'])} "
+            f"unreferenced objects; kept {len(files['kept_snapshots'])} snapshots",
+            highlight=False,
+        )
+        for snap_id in files["deleted_snapshots"]:
+            out.print(f"  {verb} {snap_id}", highlight=False)
+        return
+    if kind != "db":
+        fail(ConfigError(f"unknown kind {kind!r}: use db or files"))
     from flows.prune_backups import prune_backups
 
     results = run(prune_backups, dry_run=dry_run)
@@ -352,3 +405,6 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+from . import cli_files  # noqa: E402,F401  (registers its commands on the apps above)

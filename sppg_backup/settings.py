@@ -85,8 +85,47 @@ class Settings(BaseSettings):
     size_drop_ratio: float = Field(0.5, gt=0, lt=1)
     storage_alert_ratio: float = Field(0.8, gt=0, le=1)
     bucket_quota_bytes: int | None = Field(None, gt=0)
+    uploads_dir: Path | None = Path("/opt/erp-sppg/uploads")
+    config_paths: CommaList = [
+        "/opt/erp-sppg/docker-compose.prod.yml",
+        "/opt/erp-sppg/.env",
+        "/opt/erp-sppg/nginx",
+    ]
+    app_dir: Path | None = Path("/opt/erp-sppg")
+    docker_images: CommaList = ["erp-sppg-backend:latest", "erp-sppg-web:latest"]
+    health_url: str | None = None
+    health_timeout_seconds: int = Field(120, ge=1)
+    files_retention_days: int = Field(90, ge=1)
+    files_keep_versions: int = Field(5, ge=1)
+    state_dir: Path = Path("/var/lib/sppg-backup/state")
 
-    _split = field_validator("age_recipients", "notify_urls", "services", mode="before")(_split_commas)
+    _split = field_validator(
+        "age_recipients", "notify_urls", "services", "config_paths", "docker_images", mode="before"
+    )(_split_commas)
+
+    @field_validator("uploads_dir", "app_dir", mode="before")
+    @classmethod
+    def _check_directory(cls, value: Any) -> Any:
+        if value in ("", None):
+            return None
+        if not Path(value).is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+    @field_validator("config_paths")
+    @classmethod
+    def _check_config_paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not Path(path).is_absolute():
+                raise ValueError(f"{path} is not an absolute path")
+        return value
+
+    @field_validator("health_url")
+    @classmethod
+    def _check_health_url(cls, value: str | None) -> str | None:
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value or None
 
     @field_validator("database_url", "verify_database_url")
     @classmethod

@@ -1,0 +1,23 @@
+"""backup-config: a snapshot of the configuration files when, and only when, they changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from sppg_backup.settings import load_settings
+from tasks.common import retrying
+from tasks.files import report_snapshot, take_snapshot
+
+
+@flow(name="backup-config", description="Snapshot CONFIG_PATHS (compose file, .env, nginx/) when they changed.")
+def backup_config(config_file: str | None = None) -> dict[str, Any]:
+    settings = load_settings(config_file)
+    try:
+        snap = retrying(take_snapshot, settings)(settings, "config", only_if_changed=True)
+    except BaseException as error:
+        report_snapshot(settings, "config", None, error)
+        raise
+    report_snapshot(settings, "config", snap)
+    return snap.model_dump(mode="json") if snap else {"status": "unchanged"}

@@ -1,0 +1,23 @@
+"""backup-files: the guide's near real-time sync of uploaded files, as incremental snapshots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from sppg_backup.settings import load_settings
+from tasks.common import retrying
+from tasks.files import report_snapshot, take_snapshot
+
+
+@flow(name="backup-files", description="Snapshot UPLOADS_DIR: upload only new or changed content.")
+def backup_files(config_file: str | None = None) -> dict[str, Any]:
+    settings = load_settings(config_file)
+    try:
+        snap = retrying(take_snapshot, settings)(settings, "files")
+    except BaseException as error:
+        report_snapshot(settings, "files", None, error)
+        raise
+    report_snapshot(settings, "files", snap)
+    return snap.model_dump(mode="json") if snap else {"status": "unchanged"}

@@ -1,0 +1,23 @@
+"""prune-file-snapshots: the guide's lifecycle policy for uploads (90 days, 5 versions of each file)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from sppg_backup.settings import load_settings
+from tasks.common import retrying
+from tasks.files import prune_snapshots
+
+
+@flow(name="prune-file-snapshots", description="Delete file snapshots past retention and blobs nothing refers to.")
+def prune_file_snapshots(dry_run: bool = False, config_file: str | None = None) -> dict[str, Any]:
+    settings = load_settings(config_file)
+    result = retrying(prune_snapshots, settings)(settings, dry_run)
+    return {
+        "deleted_snapshots": result.deleted_snapshots,
+        "deleted_objects": result.deleted_objects,
+        "kept_snapshots": result.kept_snapshots,
+        "reasons": result.reasons,
+    }

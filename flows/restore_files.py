@@ -1,0 +1,33 @@
+"""restore-files and restore-config: get files back from a snapshot, one version of one file or all of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from sppg_backup.settings import load_settings
+from sppg_backup.snapshots import SnapshotKind
+from tasks.common import retrying
+from tasks.files import FilesRestoreRequest, report_restore, restore_snapshot
+
+
+def _restore(kind: SnapshotKind, request: FilesRestoreRequest, config_file: str | None) -> dict[str, Any]:
+    settings = load_settings(config_file)
+    try:
+        result = retrying(restore_snapshot, settings)(settings, kind, request)
+    except BaseException as error:
+        report_restore(settings, kind, request, None, error)
+        raise
+    report_restore(settings, kind, request, result)
+    return result.model_dump(mode="json")
+
+
+@flow(name="restore-files", description="Restore uploaded files from a snapshot into a folder.")
+def restore_files(request: FilesRestoreRequest, config_file: str | None = None) -> dict[str, Any]:
+    return _restore("files", request, config_file)
+
+
+@flow(name="restore-config", description="Restore the configuration files from a snapshot into a folder.")
+def restore_config(request: FilesRestoreRequest, config_file: str | None = None) -> dict[str, Any]:
+    return _restore("config", request, config_file)

@@ -1,0 +1,186 @@
+"""Commands for uploads and configuration: backup files|config, restore files|config, history."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from .catalog import human_size, shown_time
+from .cli import app, backup_app, err, existing_storage, fail, out, restore_app, run
+from .errors import ConfigError
+from .settings import load_settings
+
+
+def _print_snapshot(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+    elif result.get("status") == "unchanged":
+        out.print("nothing changed since the last snapshot; none taken", highlight=False)
+    else:
+        out.print(
+            f"snapshot {result['id']}: {result['files']} files ({human_size(result['bytes'])}), "
+            f"{result['uploaded_blobs']} new uploaded ({human_size(result['uploaded_bytes'])})",
+            highlight=False,
+        )
+        for skipped in result["skipped"]:
+            err.print(f"[yellow]skipped:[/yellow] {skipped['path']}: {skipped['reason']}", highlight=False)
+
+
+def _signature(root: Path) -> set[tuple[str, int, int, int]]:
+    """What --watch compares between polls: every path with its size, mtime and inode."""
+    seen = set()
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            seen.add((path, info.st_size, info.st_mtime_ns, info.st_ino))
+    return seen
+
+
+@backup_app.command("files")
+def backup_files_command(
+    watch: Annotated[bool, typer.Option("--watch", help="Keep running: snapshot whenever something changes.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between looks for changes with --watch.")] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Snapshot the uploads folder now (the backup-files flow): only new or changed content is uploaded."""
+    settings = run(load_settings)
+    from flows.backup_files import backup_files
+
+    if not watch:
+        _print_snapshot(run(backup_files), as_json)
+        return
+    if settings.uploads_dir is None or not settings.uploads_dir.is_dir():
+        fail(ConfigError(f"bad setting SPPG_BACKUP_UPLOADS_DIR: {settings.uploads_dir} is not a folder"))
+    last: set[tuple[str, int, int, int]] | None = None
+    out.print(f"watching {settings.uploads_dir} every {interval:g} s; Ctrl-C stops", highlight=False)
+    while True:
+        current = _signature(settings.uploads_dir)
+        if current != last:
+            try:
+                _print_snapshot(backup_files(), as_json)
+                last = current
+            except Exception as exc:  # keep watching; the flow has notified
+                err.print(f"[red]error:[/red] {exc}; trying again in {interval:g} s", highlight=False)
+        time.sleep(interval)
+
+
+@backup_app.command("config")
+def backup_config_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Snapshot CONFIG_PATHS when their content changed (the backup-config flow)."""
+    run(load_settings)
+    from flows.backup_config import backup_config
+
+    _print_snapshot(run(backup_config), as_json)
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(ConfigError(f"{option} {text!r} is not a time like 2026-11-24T03:00 or 2026-11-24 03:00+07:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=load_settings().zone)
+
+
+def _print_restored(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        out.print(
+            f"restored {result['files']} files ({human_size(result['bytes'])}) of {result['snapshot']} "
+            f"into {result['target']}",
+            highlight=False,
+        )
+
+
+@restore_app.command("files")
+def restore_files_command(
+    target: Annotated[Path, typer.Option(help="Folder to restore into.")],
+    snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: the newest).")] = None,
+    as_of: Annotated[str | None, typer.Option(help="The newest snapshot taken at or before this time.")] = None,
+    path: Annotated[str | None, typer.Option(help="Only this file or folder, as named in the snapshot.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace files that exist in the target.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Restore uploaded files (the restore-files flow); one version of one file is --path with --as-of."""
+    run(load_settings)
+    if snapshot and as_of:
+        fail(ConfigError("give --snapshot or --as-of, not both"))
+    from flows.restore_files import restore_files
+    from tasks.files import FilesRestoreRequest
+
+    request = FilesRestoreRequest(
+        target=str(target.resolve()),
+        snapshot_id=snapshot,
+        as_of=_moment(as_of, "--as-of"),
+        path=path,
+        overwrite=overwrite,
+    )
+    _print_restored(run(restore_files, request=request), as_json)
+
+
+@restore_app.command("config")
+def restore_config_command(
+    target: Annotated[Path, typer.Option(help="Folder to restore into (e.g. /opt/erp-sppg).")],
+    snapshot_id: Annotated[str | None, typer.Argument(help="Snapshot id; the newest when omitted.")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="The newest snapshot.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace files that exist in the target.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Restore the configuration files (the restore-config flow); then restart the services."""
+    run(load_settings)
+    if snapshot_id and latest:
+        fail(ConfigError("give a snapshot id or --latest, not both"))
+    from flows.restore_files import restore_config
+    from tasks.files import FilesRestoreRequest
+
+    request = FilesRestoreRequest(target=str(target.resolve()), snapshot_id=snapshot_id, overwrite=overwrite)
+    _print_restored(run(restore_config, request=request), as_json)
+
+
+@app.command("history")
+def history_command(
+    path: Annotated[str, typer.Argument(help="A file as named in the snapshots, e.g. 2024/12/01/invoice.pdf.")],
+    kind: Annotated[str, typer.Option(help="files or config.")] = "files",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The versions of one file across snapshots, oldest first."""
+    from tasks.files import identities
+
+    from . import file_restore
+
+    settings = run(load_settings)
+    if kind not in ("files", "config"):
+        fail(ConfigError(f"unknown kind {kind!r}: use files or config"))
+    storage = run(existing_storage, settings)
+    versions = run(file_restore.history, storage, kind, run(identities, settings), path)
+    if as_json:
+        print(json.dumps([v.model_dump(mode="json") for v in versions], indent=2))
+        return
+    table = Table(title=f"Versions of {path}")
+    for column in ("version", "size", f"modified ({settings.timezone})", "first snapshot", "last snapshot", "sha256"):
+        table.add_column(column)
+    for v in versions:
+        last = f"{v.last_snapshot}" + (f" (deleted in {v.gone_in})" if v.gone_in else "")
+        table.add_row(
+            str(v.number),
+            human_size(v.size),
+            shown_time(v.mtime, settings.zone),
+            v.first_snapshot,
+            last,
+            (v.sha256 or "symlink")[:16],
+        )
+    out.print(table)
+    out.print(f"restore one: sppg-backup restore files --snapshot SNAPSHOT --path {path} --target DIR", highlight=False)

@@ -1,0 +1,174 @@
+"""Getting files back from a snapshot, and the versions of one file across snapshots."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .blobs import BlobStore
+from .errors import CheckFailed, PermanentError
+from .snapshots import Node, Snapshot, SnapshotKind, list_snapshots, read_index, select, unsafe_path
+from .storage import Storage
+
+
+class RestoredFiles(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    snapshot: str
+    target: str
+    files: int
+    dirs: int
+    symlinks: int
+    bytes: int
+
+
+def restore(
+    storage: Storage,
+    snapshot: Snapshot,
+    identities: list[Any],
+    target: Path,
+    prefix: str | None = None,
+    overwrite: bool = False,
+) -> RestoredFiles:
+    """Write the snapshot's files (at or below `prefix`) under `target` with their content, mode and mtime.
+
+    Checked before anything is written: no existing file is in the way (unless `overwrite`), and the
+    target's disk has room. Each file is written to a temporary name and renamed once its sha256 matched.
+    """
+    nodes = select(read_index(storage, snapshot, identities), prefix)
+    bad = [n.path for n in nodes if unsafe_path(n.path)]
+    if bad:
+        raise CheckFailed("index", f"snapshot {snapshot.id} names a path outside its root: {bad[0]!r}")
+    target.mkdir(parents=True, exist_ok=True)
+    in_the_way = [n.path for n in nodes if n.type != "dir" and os.path.lexists(target / n.path)]
+    if in_the_way and not overwrite:
+        raise PermanentError(
+            f"{len(in_the_way)} files already exist in {target} (e.g. {in_the_way[0]}); "
+            "restore into an empty folder, or pass --overwrite to replace them"
+        )
+    needed = sum(n.size for n in nodes if n.type == "file")
+    free = shutil.disk_usage(target).free
+    if needed > free:
+        raise PermanentError(
+            f"{target} has {free} bytes free, the files need {needed}; free space or restore elsewhere"
+        )
+    store = BlobStore(storage, f"{snapshot.kind}/blobs", [])
+    counts = {"file": 0, "dir": 0, "symlink": 0}
+    for node in nodes:
+        path = target / node.path
+        if node.type == "dir":
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if node.type == "symlink":
+                _replace_with_symlink(path, node)
+            else:
+                _write_file(store, node, path, identities)
+        counts[node.type] += 1
+    for node in reversed(nodes):  # folders last, deepest first: writing into a folder changes its mtime
+        if node.type == "dir":
+            os.chmod(target / node.path, node.mode)
+            os.utime(target / node.path, ns=(node.mtime_ns, node.mtime_ns))
+    return RestoredFiles(
+        snapshot=snapshot.id,
+        target=str(target),
+        files=counts["file"],
+        dirs=counts["dir"],
+        symlinks=counts["symlink"],
+        bytes=needed,
+    )
+
+
+def _write_file(store: BlobStore, node: Node, path: Path, identities: list[Any]) -> None:
+    assert node.blob is not None and node.sha256 is not None
+    temporary = path.with_name(f".{path.name}.sppg-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(temporary, "wb") as out:
+            store.get(node.blob, out, identities, node.sha256)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, node.mode)
+        os.utime(temporary, ns=(node.mtime_ns, node.mtime_ns))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _replace_with_symlink(path: Path, node: Node) -> None:
+    assert node.target is not None
+    if os.path.lexists(path):
+        path.unlink()
+    os.symlink(node.target, path)
+    os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+
+
+class Version(BaseModel):
+    """One content of a file, from the first snapshot that has it to the last."""
+
+    model_config = ConfigDict(frozen=True)
+    number: int
+    sha256: str | None
+    size: int
+    mtime: datetime
+    first_snapshot: str
+    first_seen: datetime
+    last_snapshot: str
+    last_seen: datetime
+    gone_in: str | None = None  # the snapshot where the path was deleted (or replaced by a folder)
+
+
+def versions_of(snapshots: list[tuple[Snapshot, dict[str, Node]]], path: str) -> list[Version]:
+    """The versions of `path` across snapshots (oldest first): a new one starts when its content changes."""
+    found: list[Version] = []
+    current: Version | None = None
+    content: tuple[str, str | None, str | None] | None = None
+    for snapshot, nodes in snapshots:
+        node = nodes.get(path)
+        if node is None or node.type == "dir":
+            if current is not None:
+                found.append(current.model_copy(update={"gone_in": snapshot.id}))
+                current = None
+            continue
+        if current is not None and content == (node.type, node.sha256, node.target):
+            current = current.model_copy(update={"last_snapshot": snapshot.id, "last_seen": snapshot.created_at})
+            continue
+        if current is not None:
+            found.append(current)
+        content = (node.type, node.sha256, node.target)
+        current = Version(
+            number=len(found) + 1,
+            sha256=node.sha256,
+            size=node.size,
+            mtime=datetime.fromtimestamp(node.mtime_ns / 1e9, UTC),
+            first_snapshot=snapshot.id,
+            first_seen=snapshot.created_at,
+            last_snapshot=snapshot.id,
+            last_seen=snapshot.created_at,
+        )
+    if current is not None:
+        found.append(current)
+    return found
+
+
+def load_all(storage: Storage, kind: SnapshotKind, identities: list[Any]) -> list[tuple[Snapshot, dict[str, Node]]]:
+    """Every snapshot with its index (each distinct index read once), oldest first."""
+    indexes: dict[str, dict[str, Node]] = {}
+    result = []
+    for snapshot in list_snapshots(storage, kind).snapshots:
+        if snapshot.index_key not in indexes:
+            indexes[snapshot.index_key] = {n.path: n for n in read_index(storage, snapshot, identities)}
+        result.append((snapshot, indexes[snapshot.index_key]))
+    return result
+
+
+def history(storage: Storage, kind: SnapshotKind, identities: list[Any], path: str) -> list[Version]:
+    found = versions_of(load_all(storage, kind, identities), path.strip("/"))
+    if not found:
+        raise PermanentError(f"{path} is in no {kind} snapshot; `sppg-backup list --kind {kind}` shows them")
+    return found

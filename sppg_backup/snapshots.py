@@ -1,0 +1,393 @@
+"""Incremental, deduplicated snapshots of directories (uploads) and of named files and folders (config).
+
+A snapshot is an index (every path with its type, size, mtime, mode and content hash; compressed and
+encrypted, itself stored as a blob) and a small manifest beside it that `list` reads without any key. File
+contents are blobs named by their sha256, stored once however many snapshots hold them. Unchanged files
+are recognised by a local cache of the last snapshot (size, mtime, ctime, inode), so they are not read
+again; without the cache every file is hashed, and only content storage lacks is uploaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .blobs import BlobStore, ChangedWhileReading, file_sha256
+from .errors import BackupError, NotFoundError
+from .storage import Storage, get_bytes, put_bytes
+
+SnapshotKind = Literal["files", "config"]
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+class Node(BaseModel):
+    """One path of a snapshot."""
+
+    model_config = ConfigDict(frozen=True)
+    path: str
+    type: Literal["file", "dir", "symlink"]
+    mode: int
+    mtime_ns: int
+    size: int = 0
+    sha256: str | None = None
+    blob: str | None = None
+    target: str | None = None
+
+
+class Skipped(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    path: str
+    reason: str
+
+
+class Snapshot(BaseModel):
+    """The manifest of one snapshot: readable without keys, written last."""
+
+    model_config = ConfigDict(frozen=True)
+    format_version: int = 1
+    id: str
+    kind: SnapshotKind
+    status: Literal["complete"] = "complete"
+    created_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    sources: list[str]
+    index_key: str
+    index_sha256: str
+    content_sha256: str  # the index without mtimes: equal when no content, name or mode changed
+    files: int
+    dirs: int
+    symlinks: int
+    bytes: int
+    uploaded_blobs: int
+    uploaded_bytes: int
+    skipped: list[Skipped] = []
+    encryption: Literal["age", "none"]
+    recipients: list[str]
+    created_by: dict[str, str] = {}
+    part_of: str | None = None  # the full-system set this snapshot belongs to
+
+
+def snapshot_id(kind: SnapshotKind, now: datetime) -> str:
+    return f"erp_sppg_{kind}_" + now.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+
+
+def manifest_key(kind: SnapshotKind, snap_id: str) -> str:
+    return f"{kind}/{snap_id}{MANIFEST_SUFFIX}"
+
+
+def reserve_id(storage: Storage, kind: SnapshotKind, now: datetime) -> str:
+    moment = now
+    while True:
+        candidate = snapshot_id(kind, moment)
+        try:
+            storage.stat(manifest_key(kind, candidate))
+        except NotFoundError:
+            return candidate
+        moment += timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file or folder to snapshot, and the name it has inside the snapshot ('' for the root itself)."""
+
+    path: Path
+    name: str
+
+
+def config_sources(paths: list[str], app_dir: Path | None) -> list[Source]:
+    """Config paths are named relative to APP_DIR when inside it, else by their absolute path without '/'."""
+    sources = []
+    for raw in paths:
+        path = Path(raw)
+        if app_dir is not None and path.is_relative_to(app_dir):
+            name = path.relative_to(app_dir).as_posix()
+        else:
+            name = path.as_posix().lstrip("/")
+        sources.append(Source(path, name))
+    return sources
+
+
+@dataclass
+class _Cache:
+    """What the last snapshot taken here found: lets unchanged files go unread. Storage stays the truth."""
+
+    path: Path
+    storage_url: str
+    snapshot: str | None = None
+    files: dict[str, list[Any]] = field(default_factory=dict)  # path -> [size, mtime_ns, ctime_ns, ino, sha, blob]
+    known: set[str] = field(default_factory=set)  # blob and index keys that exist in storage
+
+    @classmethod
+    def load(cls, state_dir: Path, kind: SnapshotKind, storage: Storage) -> _Cache:
+        path = state_dir / f"{kind}-cache.json"
+        empty = cls(path, storage.url)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return empty
+        if data.get("storage_url") != storage.url or not data.get("snapshot"):
+            return empty
+        try:  # the snapshot it describes still exists, so every blob it names does too
+            storage.stat(manifest_key(kind, data["snapshot"]))
+        except NotFoundError:
+            return empty
+        return cls(path, storage.url, data["snapshot"], data.get("files", {}), set(data.get("known", [])))
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = self.path.with_suffix(".tmp")
+        body = {"storage_url": self.storage_url, "snapshot": self.snapshot, "files": self.files}
+        temporary.write_text(json.dumps({**body, "known": sorted(self.known)}))
+        temporary.chmod(0o600)
+        os.replace(temporary, self.path)
+
+
+def _walk(source: Source, skipped: list[Skipped], top: bool = True) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """(name, path, lstat) of the source and everything below it, in name order; never follows symlinks."""
+    try:
+        info = os.lstat(source.path)
+    except FileNotFoundError:
+        reason = "does not exist" if top else "vanished during the snapshot"
+        skipped.append(Skipped(path=source.name or str(source.path), reason=reason))
+        return
+    if source.name:
+        yield source.name, source.path, info
+    if not stat.S_ISDIR(info.st_mode):
+        return
+    try:
+        with os.scandir(source.path) as listing:
+            children = sorted(listing, key=lambda e: e.name)
+    except OSError as exc:
+        skipped.append(Skipped(path=source.name or ".", reason=f"cannot list: {exc.strerror}"))
+        return
+    for child in children:
+        name = f"{source.name}/{child.name}" if source.name else child.name
+        yield from _walk(Source(Path(child.path), name), skipped, top=False)
+
+
+@dataclass
+class _Totals:
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    bytes: int = 0
+    uploaded_blobs: int = 0
+    uploaded_bytes: int = 0
+
+
+def take(
+    storage: Storage,
+    kind: SnapshotKind,
+    sources: list[Source],
+    recipients: list[str],
+    state_dir: Path,
+    snap_id: str,
+    created_by: dict[str, str] | None = None,
+    only_if_changed: bool = False,
+    part_of: str | None = None,
+) -> Snapshot | None:
+    """Snapshot `sources`; upload only content storage lacks; write the manifest last.
+
+    With only_if_changed, nothing is written (None is returned) when names, contents and modes are those of
+    the newest snapshot of this kind.
+    """
+    started = datetime.now(UTC)
+    cache = _Cache.load(state_dir, kind, storage)
+    store = BlobStore(storage, f"{kind}/blobs", recipients)
+    nodes: list[Node] = []
+    skipped: list[Skipped] = []
+    totals = _Totals()
+    files: dict[str, list[Any]] = {}
+    for source in sources:
+        for name, path, info in _walk(source, skipped):
+            node = _node(name, path, info, store, cache, skipped, totals, files)
+            if node is not None:
+                nodes.append(node)
+    index = "".join(n.model_dump_json(exclude_none=True) + "\n" for n in nodes).encode()
+    content = "".join(
+        n.model_dump_json(exclude_none=True, exclude={"mtime_ns"}) + "\n" for n in nodes if n.type != "dir"
+    ).encode()
+    content_sha = hashlib.sha256(content).hexdigest()
+    if only_if_changed:
+        newest = newest_snapshot(storage, kind)
+        if newest is not None and newest.content_sha256 == content_sha and not skipped:
+            return None
+    index_sha = hashlib.sha256(index).hexdigest()
+    indexes = BlobStore(storage, f"{kind}/indexes", recipients)
+    index_key = indexes.key(index_sha)
+    if index_key not in cache.known and not indexes.exists(index_key):
+        indexes.put(io.BytesIO(index), index_sha)
+    finished = datetime.now(UTC)
+    snapshot = Snapshot(
+        id=snap_id,
+        kind=kind,
+        created_at=started,
+        finished_at=finished,
+        duration_seconds=round((finished - started).total_seconds(), 3),
+        sources=[str(s.path) for s in sources],
+        index_key=index_key,
+        index_sha256=index_sha,
+        content_sha256=content_sha,
+        files=totals.files,
+        dirs=totals.dirs,
+        symlinks=totals.symlinks,
+        bytes=totals.bytes,
+        uploaded_blobs=totals.uploaded_blobs,
+        uploaded_bytes=totals.uploaded_bytes,
+        skipped=skipped,
+        encryption="age" if recipients else "none",
+        recipients=recipients,
+        created_by=created_by or {},
+        part_of=part_of,
+    )
+    put_bytes(storage, manifest_key(kind, snap_id), snapshot.model_dump_json(indent=2).encode())
+    cache.snapshot, cache.files = snap_id, files
+    cache.known = {f[5] for f in files.values()} | {index_key}
+    cache.save()
+    return snapshot
+
+
+def _node(
+    name: str,
+    path: Path,
+    info: os.stat_result,
+    store: BlobStore,
+    cache: _Cache,
+    skipped: list[Skipped],
+    totals: _Totals,
+    files: dict[str, list[Any]],
+) -> Node | None:
+    mode, mtime = stat.S_IMODE(info.st_mode), info.st_mtime_ns
+    if stat.S_ISDIR(info.st_mode):
+        totals.dirs += 1
+        return Node(path=name, type="dir", mode=mode, mtime_ns=mtime)
+    if stat.S_ISLNK(info.st_mode):
+        totals.symlinks += 1
+        return Node(path=name, type="symlink", mode=mode, mtime_ns=mtime, target=os.readlink(path))
+    if not stat.S_ISREG(info.st_mode):
+        skipped.append(Skipped(path=name, reason="not a regular file, folder or symlink"))
+        return None
+    stamp = [info.st_size, mtime, info.st_ctime_ns, info.st_ino]
+    cached = cache.files.get(name)
+    try:
+        if cached and cached[:4] == stamp and cached[5] in cache.known:
+            sha, size, key = cached[4], info.st_size, cached[5]
+        else:
+            sha, size, key = _store(path, store, cache, totals)
+    except ChangedWhileReading:
+        skipped.append(Skipped(path=name, reason="changed while being read; the next snapshot takes it"))
+        return None
+    except FileNotFoundError:
+        skipped.append(Skipped(path=name, reason="vanished during the snapshot"))
+        return None
+    except OSError as exc:
+        skipped.append(Skipped(path=name, reason=f"cannot read: {exc.strerror or exc}"))
+        return None
+    files[name] = [*stamp, sha, key]
+    totals.files += 1
+    totals.bytes += size
+    return Node(path=name, type="file", mode=mode, mtime_ns=mtime, size=size, sha256=sha, blob=key)
+
+
+def _store(path: Path, store: BlobStore, cache: _Cache, totals: _Totals) -> tuple[str, int, str]:
+    """Hash the file; upload it when storage lacks that content. Reads it twice only when it is new."""
+    with open(path, "rb") as handle:
+        sha, size = file_sha256(handle)
+        key = store.key(sha)
+        if key in cache.known or store.exists(key):
+            return sha, size, key
+        handle.seek(0)
+        _, stored = store.put(handle, sha)
+    cache.known.add(key)
+    totals.uploaded_blobs += 1
+    totals.uploaded_bytes += stored
+    return sha, size, key
+
+
+# --- reading snapshots back ---
+
+
+@dataclass
+class SnapshotListing:
+    snapshots: list[Snapshot] = field(default_factory=list)  # oldest first
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+
+def list_snapshots(storage: Storage, kind: SnapshotKind) -> SnapshotListing:
+    listing = SnapshotListing()
+    for obj in storage.list(kind + "/"):
+        if "/" in obj.key[len(kind) + 1 :] or not obj.key.endswith(MANIFEST_SUFFIX):
+            continue
+        try:
+            listing.snapshots.append(Snapshot.model_validate_json(get_bytes(storage, obj.key)))
+        except (ValidationError, ValueError, BackupError) as exc:
+            listing.unreadable.append((obj.key, str(exc).splitlines()[0]))
+    listing.snapshots.sort(key=lambda s: s.created_at)
+    return listing
+
+
+def newest_snapshot(storage: Storage, kind: SnapshotKind) -> Snapshot | None:
+    snapshots = list_snapshots(storage, kind).snapshots
+    return snapshots[-1] if snapshots else None
+
+
+def choose(storage: Storage, kind: SnapshotKind, snap_id: str | None = None, as_of: datetime | None = None) -> Snapshot:
+    """By id; else the newest taken at or before `as_of`; else the newest."""
+    if snap_id:
+        try:
+            return Snapshot.model_validate_json(get_bytes(storage, manifest_key(kind, snap_id)))
+        except NotFoundError:
+            raise NotFoundError(
+                f"no {kind} snapshot {snap_id} in {storage.url}; `sppg-backup list --kind {kind}`"
+            ) from None
+    candidates = [s for s in list_snapshots(storage, kind).snapshots if as_of is None or s.created_at <= as_of]
+    if not candidates:
+        when = f" taken at or before {as_of.isoformat()}" if as_of else ""
+        raise NotFoundError(f"no {kind} snapshot{when} in {storage.url}; `sppg-backup list --kind {kind}`")
+    return candidates[-1]
+
+
+def read_index(storage: Storage, snapshot: Snapshot, identities: list[Any]) -> list[Node]:
+    store = BlobStore(storage, f"{snapshot.kind}/indexes", [])
+    buffer = _Collect()
+    store.get(snapshot.index_key, buffer, identities, snapshot.index_sha256)
+    return [Node.model_validate_json(line) for line in buffer.data().splitlines() if line]
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def data(self) -> bytes:
+        return b"".join(self._parts)
+
+
+def select(nodes: list[Node], prefix: str | None) -> list[Node]:
+    """The nodes at or below `prefix` (a path inside the snapshot); all of them without one."""
+    if not prefix:
+        return nodes
+    wanted = prefix.strip("/")
+    chosen = [n for n in nodes if n.path == wanted or n.path.startswith(wanted + "/")]
+    if not chosen:
+        raise NotFoundError(f"no path {prefix!r} in the snapshot")
+    return chosen
+
+
+def unsafe_path(path: str) -> bool:
+    parts = path.split("/")
+    return not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts)

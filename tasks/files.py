@@ -1,0 +1,182 @@
+"""Tasks of the uploads and configuration flows: snapshot, restore, prune, report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from sppg_backup import crypto, file_restore, metrics, notify, snapshot_retention, snapshots
+from sppg_backup.catalog import human_size
+from sppg_backup.errors import CheckFailed, ConfigError
+from sppg_backup.settings import Settings
+from tasks.common import audit_trail, destinations, who
+
+
+def sources(settings: Settings, kind: snapshots.SnapshotKind) -> list[snapshots.Source]:
+    if kind == "config":
+        if not settings.config_paths:
+            raise ConfigError("bad setting SPPG_BACKUP_CONFIG_PATHS: empty; name the files and folders to keep")
+        return snapshots.config_sources(settings.config_paths, settings.app_dir)
+    if settings.uploads_dir is None or not settings.uploads_dir.is_dir():
+        raise ConfigError(f"bad setting SPPG_BACKUP_UPLOADS_DIR: {settings.uploads_dir} is not a folder")
+    return [snapshots.Source(settings.uploads_dir, "")]
+
+
+def identities(settings: Settings) -> list[Any]:
+    """The private keys that read encrypted snapshots and backups."""
+    if settings.age_identity_file is None:
+        raise CheckFailed("decrypt", "SPPG_BACKUP_AGE_IDENTITY_FILE is not set: cannot read encrypted backups")
+    return crypto.load_identities(settings.age_identity_file)
+
+
+@task(name="take-snapshot", cache_policy=NO_CACHE)
+def take_snapshot(
+    settings: Settings, kind: snapshots.SnapshotKind, only_if_changed: bool = False, part_of: str | None = None
+) -> snapshots.Snapshot | None:
+    """Walk the files, upload new or changed content, write the index and then the manifest."""
+    storage = destinations(settings).storage
+    snap_id = snapshots.reserve_id(storage, kind, datetime.now(UTC))
+    snap = snapshots.take(
+        storage,
+        kind,
+        sources(settings, kind),
+        settings.require_recipients(),
+        settings.state_dir,
+        snap_id,
+        who(),
+        only_if_changed=only_if_changed,
+        part_of=part_of,
+    )
+    log = get_run_logger()
+    if snap is None:
+        log.info("%s: nothing changed since the last snapshot; none taken", kind)
+        return None
+    log.info(
+        "%s snapshot %s: %d files (%s), %d new blobs uploaded (%s)",
+        kind,
+        snap.id,
+        snap.files,
+        human_size(snap.bytes),
+        snap.uploaded_blobs,
+        human_size(snap.uploaded_bytes),
+    )
+    for skipped in snap.skipped:
+        log.warning("%s: %s: skipped, %s", snap.id, skipped.path, skipped.reason)
+    return snap
+
+
+@task(name="notify-snapshot", cache_policy=NO_CACHE)
+def report_snapshot(
+    settings: Settings,
+    kind: snapshots.SnapshotKind,
+    snap: snapshots.Snapshot | None,
+    error: BaseException | None = None,
+) -> None:
+    """Audit and metrics always; a notification on failure or when files had to be skipped."""
+    status = "failed" if error else ("partial" if snap and snap.skipped else "ok")
+    try:
+        audit_trail(settings).record(
+            f"backup.{kind}", snap.id if snap else "-", status, error=str(error) if error else None
+        )
+    except Exception as exc:  # a report must not hide the outcome
+        get_run_logger().warning("cannot write the audit trail: %s", exc)
+    values = {"backup_last_run_success": 0.0 if error else 1.0}
+    if error:
+        values["backup_last_failure_timestamp"] = datetime.now(UTC).timestamp()
+    elif snap:
+        values["backup_last_success_timestamp"] = snap.finished_at.timestamp()
+        values["backup_duration_seconds"] = snap.duration_seconds
+    metrics.record({"kind": kind}, values, settings.metrics_file, settings.pushgateway_url)
+    if error:
+        title = f"{kind.capitalize()} backup FAILED"
+        body = f"The {kind} snapshot failed: {error}\nNothing was listed; the earlier snapshots are unchanged."
+    elif snap and snap.skipped:
+        title = f"{kind.capitalize()} backup {snap.id}: {len(snap.skipped)} files skipped"
+        body = "\n".join(f"{s.path}: {s.reason}" for s in snap.skipped[:20])
+        body += "\nEverything else is in the snapshot; fix the permissions and the next run takes them."
+    else:
+        return
+    notify.send(settings.notify_urls, title, body, ok=False)
+
+
+class FilesRestoreRequest(BaseModel):
+    """What the engineer fills in to get files back (the Prefect UI shows these fields as a form)."""
+
+    target: str = Field(description="Folder to restore into, e.g. /opt/erp-sppg/uploads or /tmp/restored")
+    snapshot_id: str | None = Field(default=None, description="Snapshot to restore; empty: see as_of, else the newest")
+    as_of: datetime | None = Field(default=None, description="Restore the newest snapshot taken at or before this time")
+    path: str | None = Field(
+        default=None, description="Only this file or folder (as inside the snapshot, e.g. 2024/12/01/invoice.pdf)"
+    )
+    overwrite: bool = Field(default=False, description="Replace files that already exist in the target")
+
+
+@task(name="restore-snapshot", cache_policy=NO_CACHE)
+def restore_snapshot(
+    settings: Settings, kind: snapshots.SnapshotKind, request: FilesRestoreRequest
+) -> file_restore.RestoredFiles:
+    storage = destinations(settings).storage
+    snap = snapshots.choose(storage, kind, request.snapshot_id, request.as_of)
+    result = file_restore.restore(
+        storage, snap, identities(settings), Path(request.target), request.path, request.overwrite
+    )
+    get_run_logger().info(
+        "restored %d files (%s) of %s into %s", result.files, human_size(result.bytes), snap.id, request.target
+    )
+    return result
+
+
+@task(name="notify-restore", cache_policy=NO_CACHE)
+def report_restore(
+    settings: Settings,
+    kind: snapshots.SnapshotKind,
+    request: FilesRestoreRequest,
+    result: file_restore.RestoredFiles | None,
+    error: BaseException | None = None,
+) -> None:
+    audit_trail(settings).record(
+        f"restore.{kind}",
+        result.snapshot if result else (request.snapshot_id or "-"),
+        "failed" if error else "ok",
+        into=request.target,
+        path=request.path,
+        error=str(error) if error else None,
+    )
+    if error:
+        notify.send(settings.notify_urls, f"{kind.capitalize()} restore FAILED", str(error), ok=False)
+    elif result:
+        notify.send(
+            settings.notify_urls,
+            f"{kind.capitalize()} restore OK: {result.snapshot}",
+            f"{result.files} files ({human_size(result.bytes)}) restored into {result.target}.",
+            ok=True,
+        )
+
+
+@task(name="prune-snapshots", cache_policy=NO_CACHE, timeout_seconds=3600)
+def prune_snapshots(settings: Settings, dry_run: bool = False) -> snapshot_retention.SnapshotPruneResult:
+    """Snapshots past FILES_RETENTION_DAYS go unless they hold one of a file's last FILES_KEEP_VERSIONS versions."""
+    dest = destinations(settings)
+    result = snapshot_retention.prune(
+        dest.storage,
+        "files",
+        identities(settings),
+        datetime.now(UTC),
+        settings.files_retention_days,
+        settings.files_keep_versions,
+        audit_trail(settings, dest),
+        dry_run,
+    )
+    get_run_logger().info(
+        "files: %s %d snapshots and %d unreferenced blobs; kept %d snapshots",
+        "would delete" if dry_run else "deleted",
+        len(result.deleted_snapshots),
+        len(result.deleted_objects),
+        len(result.kept_snapshots),
+    )
+    return result

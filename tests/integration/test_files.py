@@ -1,0 +1,281 @@
+"""Uploads snapshots: incremental, deduplicated, restorable at every version, with odd files and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import tempfile
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sppg_backup import crypto, file_restore, snapshots
+from sppg_backup.blobs import BlobStore
+from sppg_backup.errors import CheckFailed, NotFoundError, PermanentError
+from sppg_backup.storage import open_storage
+from tests.helpers import tiny_filesystem
+
+pytestmark = pytest.mark.integration
+
+
+def tree(root: Path) -> dict[str, tuple[Any, ...]]:
+    """What a person compares after a restore: every path's type, mode, mtime and content (or link target)."""
+    found: dict[str, tuple[Any, ...]] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            info = path.lstat()
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                found[rel] = ("symlink", os.readlink(path))
+            elif path.is_dir():
+                found[rel] = ("dir", info.st_mode & 0o7777, info.st_mtime_ns)
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                found[rel] = ("file", info.st_mode & 0o7777, info.st_mtime_ns, info.st_size, digest)
+    return found
+
+
+def make_uploads(root: Path) -> Path:
+    (root / "2024" / "12" / "01").mkdir(parents=True)
+    (root / "2024" / "12" / "01" / "invoice INV-0001.pdf").write_bytes(b"%PDF-1.4 " + os.urandom(3000))
+    (root / "lampiran ünïcødé — surat.txt").write_text("Surat jalan SPPG\n")
+    (root / "empty.txt").write_bytes(b"")
+    (root / "big.bin").write_bytes(os.urandom(3 << 20))  # streamed in 1 MB pieces
+    (root / "script.sh").write_text("#!/bin/sh\necho hi\n")
+    (root / "script.sh").chmod(0o750)
+    os.symlink("2024/12/01/invoice INV-0001.pdf", root / "latest invoice.pdf")
+    os.symlink("does-not-exist", root / "dangling")
+    os.utime(root / "empty.txt", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    return root
+
+
+@pytest.fixture
+def place(tmp_path: Path, age_key: tuple[Path, str]) -> dict[str, Any]:
+    uploads = make_uploads(tmp_path / "uploads")
+    return {
+        "uploads": uploads,
+        "storage": open_storage((tmp_path / "storage").as_uri()),
+        "state": tmp_path / "state",
+        "recipients": [age_key[1]],
+        "identities": crypto.load_identities(age_key[0]),
+        "tmp": tmp_path,
+    }
+
+
+def snap(place: dict[str, Any], **kwargs: Any) -> snapshots.Snapshot:
+    storage = place["storage"]
+    snap_id = snapshots.reserve_id(storage, "files", datetime.now(UTC))
+    taken = snapshots.take(
+        storage,
+        "files",
+        [snapshots.Source(place["uploads"], "")],
+        place["recipients"],
+        place["state"],
+        snap_id,
+        **kwargs,
+    )
+    assert taken is not None
+    return taken
+
+
+def stored_keys(place: dict[str, Any]) -> set[str]:
+    return {o.key for o in place["storage"].list("files/")}
+
+
+def test_a_restore_gives_back_every_file_with_content_mode_mtime_and_links(place: dict[str, Any]) -> None:
+    taken = snap(place)
+    assert (taken.files, taken.symlinks, taken.skipped) == (5, 2, [])
+    target = place["tmp"] / "restored"
+    result = file_restore.restore(place["storage"], taken, place["identities"], target)
+    assert result.files == 5
+    assert tree(target) == tree(place["uploads"])
+
+
+def test_storage_holds_no_plain_content_or_names(place: dict[str, Any]) -> None:
+    snap(place)
+    root = Path(place["storage"].root)
+    for path in root.rglob("*"):
+        if path.is_file() and not path.name.endswith(".manifest.json"):
+            assert path.read_bytes().startswith(b"age-encryption.org/v1")
+    stored = b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
+    assert b"Surat jalan" not in stored and b"lampiran" not in stored
+
+
+def test_a_run_with_nothing_changed_uploads_only_a_manifest(place: dict[str, Any]) -> None:
+    snap(place)
+    before = stored_keys(place)
+    again = snap(place)
+    assert again.uploaded_blobs == 0
+    assert stored_keys(place) - before == {snapshots.manifest_key("files", again.id)}
+    shutil.rmtree(place["state"])  # without the local cache every file is hashed, still nothing uploaded
+    third = snap(place)
+    assert third.uploaded_blobs == 0
+    assert stored_keys(place) - before == {snapshots.manifest_key("files", i) for i in (again.id, third.id)}
+
+
+def test_only_new_or_changed_content_is_uploaded_and_deleted_files_stay_in_older_snapshots(
+    place: dict[str, Any],
+) -> None:
+    first = snap(place)
+    uploads = place["uploads"]
+    (uploads / "script.sh").write_text("#!/bin/sh\necho changed\n")
+    (uploads / "2024" / "12" / "02").mkdir()
+    (uploads / "2024" / "12" / "02" / "new.pdf").write_bytes(b"%PDF new")
+    (uploads / "big.bin").unlink()
+    second = snap(place)
+    assert second.uploaded_blobs == 2 and second.files == 5
+    names = {n.path for n in snapshots.read_index(place["storage"], second, place["identities"])}
+    assert "big.bin" not in names and "2024/12/02/new.pdf" in names
+    back = place["tmp"] / "old"
+    file_restore.restore(place["storage"], first, place["identities"], back, prefix="big.bin")
+    assert (back / "big.bin").stat().st_size == 3 << 20
+
+
+def test_a_file_edited_several_times_can_be_restored_at_each_version(place: dict[str, Any]) -> None:
+    invoice = place["uploads"] / "2024" / "12" / "01" / "invoice INV-0001.pdf"
+    contents, taken = [], []
+    for version in range(4):
+        contents.append(f"%PDF invoice, revision {version}".encode())
+        invoice.write_bytes(contents[-1])
+        taken.append(snap(place))
+    snap(place)  # unchanged: no new version
+    path = "2024/12/01/invoice INV-0001.pdf"
+    history = file_restore.history(place["storage"], "files", place["identities"], path)
+    assert [v.first_snapshot for v in history] == [s.id for s in taken]
+    assert [v.size for v in history] == [len(c) for c in contents]
+    for version, snapshot in enumerate(taken):
+        target = place["tmp"] / f"v{version}"
+        chosen = snapshots.choose(place["storage"], "files", as_of=snapshot.finished_at)
+        assert chosen.id == snapshot.id
+        file_restore.restore(place["storage"], chosen, place["identities"], target, prefix=path)
+        assert (target / path).read_bytes() == contents[version]
+        assert [p.name for p in target.rglob("*") if p.is_file()] == [invoice.name]
+
+
+def test_an_existing_file_is_overwritten_only_when_asked(place: dict[str, Any]) -> None:
+    taken = snap(place)
+    target = place["tmp"] / "live"
+    target.mkdir()
+    (target / "empty.txt").write_text("newer work, not in the snapshot")
+    with pytest.raises(PermanentError, match="1 files already exist .*--overwrite"):
+        file_restore.restore(place["storage"], taken, place["identities"], target)
+    assert (target / "empty.txt").read_text() == "newer work, not in the snapshot"
+    assert [p.name for p in target.iterdir()] == ["empty.txt"]  # nothing else was written either
+    file_restore.restore(place["storage"], taken, place["identities"], target, overwrite=True)
+    assert (target / "empty.txt").read_bytes() == b""
+
+
+def test_a_target_without_space_fails_before_writing(place: dict[str, Any]) -> None:
+    taken = snap(place)
+    with tiny_filesystem(place["tmp"] / "small", "1m") as small:
+        with pytest.raises(PermanentError, match="bytes free, the files need"):
+            file_restore.restore(place["storage"], taken, place["identities"], small)
+        assert list(small.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_a_damaged_blob_fails_the_restore_clearly_and_leaves_no_part_file(place: dict[str, Any], damage: str) -> None:
+    taken = snap(place)
+    node = next(n for n in snapshots.read_index(place["storage"], taken, place["identities"]) if n.path == "script.sh")
+    assert node.blob is not None
+    stored = Path(place["storage"].root) / node.blob
+    if damage == "missing":
+        stored.unlink()
+    else:
+        data = bytearray(stored.read_bytes())
+        data[-20] ^= 0xFF
+        stored.write_bytes(bytes(data))
+    target = place["tmp"] / "out"
+    error = NotFoundError if damage == "missing" else CheckFailed
+    with pytest.raises(error, match=node.blob.split("/")[-1][:16]):
+        file_restore.restore(place["storage"], taken, place["identities"], target, prefix="script.sh")
+    assert list(target.rglob("*")) == []
+
+
+def test_files_that_vanish_during_a_snapshot_are_reported_and_the_rest_is_taken(place: dict[str, Any]) -> None:
+    churn = place["uploads"] / "tmp-churn"
+    churn.mkdir()
+    names = [f"part-{i:04d}" for i in range(1500)]
+    for name in names:
+        (churn / name).write_bytes(name.encode() * 50)
+    content = hashlib.sha256(names[0].encode() * 50).hexdigest()
+    first_blob = place["tmp"] / "storage" / BlobStore(place["storage"], "files/blobs", place["recipients"]).key(content)
+    stop = threading.Event()
+
+    def delete_once_the_first_part_is_stored() -> None:  # the snapshot is then inside tmp-churn
+        while not first_blob.exists() and not stop.wait(0.001):
+            pass
+        for name in reversed(names):
+            (churn / name).unlink()
+
+    deleter = threading.Thread(target=delete_once_the_first_part_is_stored)
+    deleter.start()
+    try:
+        taken = snap(place)
+    finally:
+        stop.set()
+        deleter.join()
+    vanished = [s.path for s in taken.skipped if s.reason == "vanished during the snapshot"]
+    names_in = {n.path for n in snapshots.read_index(place["storage"], taken, place["identities"])}
+    assert vanished and len(vanished) + len([n for n in names_in if "part-" in n]) == len(names)
+    assert {"big.bin", "empty.txt", "script.sh", "2024/12/01/invoice INV-0001.pdf"} <= names_in
+
+
+def as_user(uid: int, gid: int, work: Any) -> str:
+    """Run `work()` in a forked child with the given uid (this interpreter may not be executable by it)."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root, do the work, send its result back
+        code = 1
+        try:
+            os.close(reader)
+            os.setgid(gid)
+            os.setuid(uid)
+            os.write(writer, work().encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(writer)
+    with os.fdopen(reader) as result:
+        text = result.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return text
+
+
+def test_unreadable_files_are_reported_and_the_rest_is_taken(age_key: tuple[Path, str]) -> None:
+    """Root reads every file, so as root the snapshot runs as the unprivileged postgres user."""
+    user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+    base = Path(tempfile.mkdtemp(prefix="sppg-unreadable-"))
+    try:
+        uploads = make_uploads(base / "uploads")
+        (uploads / "private").mkdir()
+        (uploads / "private" / "salary.xlsx").write_bytes(b"nobody may read this")
+        if user:
+            for path in [base, *base.rglob("*")]:
+                os.lchown(path, user.pw_uid, user.pw_gid)
+        (uploads / "private" / "salary.xlsx").chmod(0o000)
+        (uploads / "locked folder").mkdir(mode=0o000)
+
+        def work() -> str:
+            storage = open_storage((base / "storage").as_uri())
+            snap_id = snapshots.reserve_id(storage, "files", datetime.now(UTC))
+            source = [snapshots.Source(uploads, "")]
+            taken = snapshots.take(storage, "files", source, [age_key[1]], base / "state", snap_id)
+            return taken.model_dump_json() if taken else ""
+
+        output = as_user(user.pw_uid, user.pw_gid, work) if user else work()
+        taken = snapshots.Snapshot.model_validate_json(output)
+        assert {s.path: s.reason for s in taken.skipped} == {
+            "locked folder": "cannot list: Permission denied",
+            "private/salary.xlsx": "cannot read: Permission denied",
+        }
+        assert taken.files == 5
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
