@@ -7,12 +7,16 @@ from typing import Any
 from prefect import serve
 from prefect.schedules import Cron
 
+from flows.backup_config import backup_config
 from flows.backup_database import backup_database
+from flows.backup_files import backup_files
 from flows.check_backup_health import check_backup_health
 from flows.prune_backups import prune_backups
+from flows.prune_file_snapshots import prune_file_snapshots
 from flows.recover_database_corruption import recover_database_corruption
 from flows.recovery_drill import recovery_drill
 from flows.restore_database import restore_database
+from flows.restore_files import restore_config, restore_files
 from flows.verify_backup import verify_backup
 
 TIMEZONE = "Asia/Jakarta"
@@ -38,6 +42,23 @@ def deployments() -> list[Any]:
             schedule=Cron("*/15 * * * *", timezone=TIMEZONE),
             description="The guide's alert conditions.",
         ),
+        backup_files.to_deployment(
+            name="every-5-minutes",
+            schedule=Cron("*/5 * * * *", timezone=TIMEZONE),
+            description="Incremental snapshot of the uploaded files.",
+        ),
+        backup_config.to_deployment(
+            name="every-10-minutes",
+            schedule=Cron("*/10 * * * *", timezone=TIMEZONE),
+            description="Snapshot of the configuration files when they changed.",
+        ),
+        prune_file_snapshots.to_deployment(
+            name="daily",
+            schedule=Cron("30 2 * * *", timezone=TIMEZONE),
+            description="Uploads lifecycle: 90 days, 5 versions of each file.",
+        ),
+        restore_files.to_deployment(name="on-demand", description="Restore uploaded files from a snapshot."),
+        restore_config.to_deployment(name="on-demand", description="Restore the configuration files."),
         restore_database.to_deployment(name="on-demand", description="The guide's manual database restore."),
         recover_database_corruption.to_deployment(name="on-demand", description="Disaster scenario 1."),
         prune_backups.to_deployment(

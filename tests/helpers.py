@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,15 @@ import pytest
 
 from sppg_backup.sandbox import free_port
 
-__all__ = ["free_port", "read_only_dir", "tiny_filesystem"]
+__all__ = ["cli", "free_port", "read_only_dir", "tiny_filesystem"]
+
+
+def cli(*args: str, api: str) -> subprocess.CompletedProcess[str]:
+    """Run `sppg-backup ARGS` as the on-call engineer would, against the Prefect API at `api`."""
+    env = {**os.environ, "PREFECT_API_URL": api}
+    return subprocess.run(
+        [sys.executable, "-m", "sppg_backup", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @contextlib.contextmanager

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +13,9 @@ from flows.backup_database import backup_database
 from sppg_backup.catalog import list_backups
 from sppg_backup.storage import open_storage
 from sppg_backup.storage.local import LocalStorage
-from tests.helpers import free_port, read_only_dir, tiny_filesystem
+from tests.helpers import cli, free_port, read_only_dir, tiny_filesystem
 
 pytestmark = pytest.mark.integration
-
-
-def cli(*args: str, api: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PREFECT_API_URL": api}
-    return subprocess.run(
-        [sys.executable, "-m", "sppg_backup", *args], capture_output=True, text=True, env=env, timeout=300
-    )
 
 
 def last_backup_run_state(api: str) -> str:

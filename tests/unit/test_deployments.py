@@ -11,6 +11,9 @@ EXPECTED = {
     "verify-backup": "0 4 * * *",
     "recovery-drill": "0 5 * * 0",
     "check-backup-health": "*/15 * * * *",
+    "backup-files": "*/5 * * * *",
+    "backup-config": "*/10 * * * *",
+    "prune-file-snapshots": "30 2 * * *",
 }
 
 
@@ -37,6 +40,8 @@ def test_restore_deployments_have_forms_and_no_schedule() -> None:
     assert set(on_demand) == {
         "flows/restore_database.py:restore_database",
         "flows/recover_database_corruption.py:recover_database_corruption",
+        "flows/restore_files.py:restore_files",
+        "flows/restore_files.py:restore_config",
     }
     assert all("schedules" not in d for d in on_demand.values())
     from prefect.utilities.callables import parameter_schema
