@@ -10,6 +10,7 @@ from prefect.schedules import Cron
 from flows.backup_config import backup_config
 from flows.backup_database import backup_database
 from flows.backup_files import backup_files
+from flows.backup_full_system import backup_full_system
 from flows.check_backup_health import check_backup_health
 from flows.prune_backups import prune_backups
 from flows.prune_file_snapshots import prune_file_snapshots
@@ -17,6 +18,7 @@ from flows.recover_database_corruption import recover_database_corruption
 from flows.recovery_drill import recovery_drill
 from flows.restore_database import restore_database
 from flows.restore_files import restore_config, restore_files
+from flows.restore_full_system import restore_full_system
 from flows.verify_backup import verify_backup
 
 TIMEZONE = "Asia/Jakarta"
@@ -57,6 +59,12 @@ def deployments() -> list[Any]:
             schedule=Cron("30 2 * * *", timezone=TIMEZONE),
             description="Uploads lifecycle: 90 days, 5 versions of each file.",
         ),
+        backup_full_system.to_deployment(
+            name="weekly",
+            schedule=Cron("0 1 * * 0", timezone=TIMEZONE),
+            description="Full-system backup: database, application files, images, config.",
+        ),
+        restore_full_system.to_deployment(name="on-demand", description="The guide's complete system restore."),
         restore_files.to_deployment(name="on-demand", description="Restore uploaded files from a snapshot."),
         restore_config.to_deployment(name="on-demand", description="Restore the configuration files."),
         restore_database.to_deployment(name="on-demand", description="The guide's manual database restore."),

@@ -407,4 +407,4 @@ def main() -> None:
         sys.exit(130)
 
 
-from . import cli_files  # noqa: E402,F401  (registers its commands on the apps above)
+from . import cli_files, cli_full  # noqa: E402,F401  (register their commands on the apps above)

@@ -50,6 +50,18 @@ def resolve(client: Any, names: list[str]) -> list[Service]:
     return services
 
 
+def resolve_existing(client: Any, names: list[str]) -> tuple[list[Service], list[str]]:
+    """Like resolve, but names with no container are returned apart (a fresh engine after a disaster)."""
+    found: list[Service] = []
+    missing: list[str] = []
+    for name in names:
+        try:
+            found += resolve(client, [name])
+        except NotFoundError:
+            missing.append(name)
+    return found, missing
+
+
 def stop(client: Any, services: list[Service], timeout: int = 30) -> None:
     """Stop the running ones; if one cannot be stopped, start again those already stopped, then fail."""
     stopped: list[Service] = []

@@ -235,7 +235,7 @@ class DockerEngine:
 
     IMAGE = "erp-sppg-backend:test"
 
-    def __init__(self) -> None:
+    def __init__(self, with_image: bool = True) -> None:
         import shutil
         import tempfile
 
@@ -273,6 +273,12 @@ class DockerEngine:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError((self.root / "dockerd.log").read_text()[-2000:]) from None
                 time.sleep(0.3)
+        if with_image:
+            self.make_image()
+
+    def make_image(self) -> None:
+        import shutil
+
         rootfs = self.root / "rootfs"
         (rootfs / "bin").mkdir(parents=True)
         shutil.copy(shutil.which("busybox") or "/bin/busybox", rootfs / "bin" / "busybox")

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sppg_backup.sandbox import free_port
 
-__all__ = ["cli", "free_port", "read_only_dir", "tiny_filesystem"]
+__all__ = ["cli", "file_tree", "free_port", "read_only_dir", "tiny_filesystem"]
 
 
 def cli(*args: str, api: str) -> subprocess.CompletedProcess[str]:
@@ -54,3 +56,21 @@ def tiny_filesystem(path: Path, size: str = "256k") -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def file_tree(root: Path) -> dict[str, tuple[Any, ...]]:
+    """What a person compares after a restore: every path's type, mode, mtime and content (or link target)."""
+    found: dict[str, tuple[Any, ...]] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            info = path.lstat()
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                found[rel] = ("symlink", os.readlink(path))
+            elif path.is_dir():
+                found[rel] = ("dir", info.st_mode & 0o7777, info.st_mtime_ns)
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                found[rel] = ("file", info.st_mode & 0o7777, info.st_mtime_ns, info.st_size, digest)
+    return found

@@ -18,27 +18,9 @@ from sppg_backup import crypto, file_restore, snapshots
 from sppg_backup.blobs import BlobStore
 from sppg_backup.errors import CheckFailed, NotFoundError, PermanentError
 from sppg_backup.storage import open_storage
-from tests.helpers import tiny_filesystem
+from tests.helpers import file_tree, tiny_filesystem
 
 pytestmark = pytest.mark.integration
-
-
-def tree(root: Path) -> dict[str, tuple[Any, ...]]:
-    """What a person compares after a restore: every path's type, mode, mtime and content (or link target)."""
-    found: dict[str, tuple[Any, ...]] = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = Path(folder) / name
-            info = path.lstat()
-            rel = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                found[rel] = ("symlink", os.readlink(path))
-            elif path.is_dir():
-                found[rel] = ("dir", info.st_mode & 0o7777, info.st_mtime_ns)
-            else:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                found[rel] = ("file", info.st_mode & 0o7777, info.st_mtime_ns, info.st_size, digest)
-    return found
 
 
 def make_uploads(root: Path) -> Path:
@@ -94,7 +76,7 @@ def test_a_restore_gives_back_every_file_with_content_mode_mtime_and_links(place
     target = place["tmp"] / "restored"
     result = file_restore.restore(place["storage"], taken, place["identities"], target)
     assert result.files == 5
-    assert tree(target) == tree(place["uploads"])
+    assert file_tree(target) == file_tree(place["uploads"])
 
 
 def test_storage_holds_no_plain_content_or_names(place: dict[str, Any]) -> None:
@@ -113,7 +95,7 @@ def test_a_run_with_nothing_changed_uploads_only_a_manifest(place: dict[str, Any
     again = snap(place)
     assert again.uploaded_blobs == 0
     assert stored_keys(place) - before == {snapshots.manifest_key("files", again.id)}
-    shutil.rmtree(place["state"])  # without the local cache every file is hashed, still nothing uploaded
+    shutil.rmfile_tree(place["state"])  # without the local cache every file is hashed, still nothing uploaded
     third = snap(place)
     assert third.uploaded_blobs == 0
     assert stored_keys(place) - before == {snapshots.manifest_key("files", i) for i in (again.id, third.id)}
@@ -278,4 +260,4 @@ def test_unreadable_files_are_reported_and_the_rest_is_taken(age_key: tuple[Path
         }
         assert taken.files == 5
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmfile_tree(base, ignore_errors=True)

@@ -14,6 +14,7 @@ EXPECTED = {
     "backup-files": "*/5 * * * *",
     "backup-config": "*/10 * * * *",
     "prune-file-snapshots": "30 2 * * *",
+    "backup-full-system": "0 1 * * 0",
 }
 
 
@@ -42,6 +43,7 @@ def test_restore_deployments_have_forms_and_no_schedule() -> None:
         "flows/recover_database_corruption.py:recover_database_corruption",
         "flows/restore_files.py:restore_files",
         "flows/restore_files.py:restore_config",
+        "flows/restore_full_system.py:restore_full_system",
     }
     assert all("schedules" not in d for d in on_demand.values())
     from prefect.utilities.callables import parameter_schema

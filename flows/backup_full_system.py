@@ -1,0 +1,41 @@
+"""backup-full-system: the guide's full system backup as one set: database, application, images, config."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow
+
+from sppg_backup.settings import load_settings
+from tasks.backup import dump_database, publish_backup
+from tasks.common import retrying
+from tasks.files import take_snapshot
+from tasks.full import backup_application, backup_image, discard_set, publish_set, report_full, reserve_set
+
+
+@flow(name="backup-full-system", description="Database, application files, Docker images and config as one set.")
+def backup_full_system(config_file: str | None = None) -> dict[str, Any]:
+    settings = load_settings(config_file)
+    started = datetime.now(UTC)
+    set_id = retrying(reserve_set, settings)(settings)
+    try:
+        # 1. Database backup.
+        database = retrying(publish_backup, settings)(
+            settings,
+            retrying(dump_database, settings).with_options(timeout_seconds=settings.dump_timeout_seconds)(settings),
+        )
+        # 2. Application files.
+        parts = [retrying(backup_application, settings)(settings, set_id)]
+        # 3. Docker images.
+        parts += [retrying(backup_image, settings)(settings, set_id, ref) for ref in settings.docker_images]
+        # The configuration, as its own snapshot (restorable alone with `restore config`).
+        config = retrying(take_snapshot, settings)(settings, "config", part_of=set_id)
+        # 4. Upload to cloud storage: every part is already there; the manifest makes the set.
+        full = retrying(publish_set, settings)(settings, set_id, started, database, parts, config)
+    except BaseException as error:
+        discard_set(settings, set_id)
+        report_full(settings, "backup.full", set_id, error, "Nothing was listed; earlier full backups are unchanged.")
+        raise
+    report_full(settings, "backup.full", set_id, None, f"{len(full.parts)} parts stored.")
+    return full.model_dump(mode="json")

@@ -1,0 +1,71 @@
+"""restore-full-system: the guide's complete system restore, steps 1 to 7."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.restore_database import restore_database
+from sppg_backup.docker_services import Service
+from sppg_backup.settings import load_settings
+from tasks.common import retrying
+from tasks.full import (
+    FullRestoreRequest,
+    check_health,
+    choose_set,
+    download_part,
+    find_services,
+    report_full,
+    restore_application,
+    restore_image,
+    restored_summary,
+)
+from tasks.restore import RestoreRequest, start_services, stop_services
+
+
+@flow(name="restore-full-system", description="Download a full set, stop services, restore everything, verify.")
+def restore_full_system(request: FullRestoreRequest | None = None, config_file: str | None = None) -> dict[str, Any]:
+    request = request or FullRestoreRequest()
+    settings = load_settings(config_file)
+    full = retrying(choose_set, settings)(settings, request)
+    app_dir = request.app_dir or full.app_dir or str(settings.app_dir)
+    services: list[Service] = []
+    try:
+        # 1. Download full backup (every part's sha256 is checked before anything changes).
+        stored = {p.name: retrying(download_part, settings)(settings, full.id, p) for p in full.parts if p.key}
+        # 2. Stop all services.
+        names = find_services(settings)
+        services = stop_services(settings, names) if names else []
+        # 3. Restore application files.
+        restore_application(settings, stored["application"], app_dir)
+        # 4. Restore Docker images.
+        images = {p.name: restore_image(settings, stored[p.name], p.name) for p in full.part("image")}
+        # 5. Restore database (the restore-database flow, with its safety backup and checks).
+        restore_database(
+            RestoreRequest(
+                backup_id=full.part("database")[0].ref,
+                target_url=request.target_url,
+                stop_services=[],
+                confirm=True,
+                safety_backup=request.safety_backup,
+            ),
+            config_file,
+        )
+    except BaseException as error:
+        if services:
+            start_services(settings, services)
+        report_full(settings, "restore.full", full.id, error, "Services were started again.")
+        raise
+    # 6. Start services.
+    if services:
+        start_services(settings, services)
+    try:
+        # 7. Verify system.
+        health = check_health(settings)
+    except BaseException as error:
+        report_full(settings, "restore.full", full.id, error, "Everything was restored, but the system is not healthy.")
+        raise
+    detail = restored_summary(full, app_dir, images, health)
+    report_full(settings, "restore.full", full.id, None, detail)
+    return {"set_id": full.id, "app_dir": app_dir, "images": images, "health": health, "status": "restored"}

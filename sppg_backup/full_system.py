@@ -1,0 +1,316 @@
+"""The guide's full-system backup as one set with one manifest: database, application files, Docker images,
+configuration. Each part streams to storage (tar and `docker save` output, zstd, age); the manifest is last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import tarfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from . import crypto, streams
+from .errors import BackupError, CheckFailed, NotFoundError, PermanentError
+from .storage import Storage, get_bytes, put_bytes
+
+PREFIX = "erp_sppg_full_"
+
+
+class Part(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    kind: Literal["database", "application", "image", "config"]
+    key: str | None = None  # stored object (application tar, image)
+    ref: str | None = None  # the database backup or config snapshot it is
+    size: int = 0
+    sha256: str | None = None
+    skipped: list[str] = []
+
+
+class FullSet(BaseModel):
+    """The manifest of a full-system backup; listed without keys."""
+
+    model_config = ConfigDict(frozen=True)
+    format_version: int = 1
+    id: str
+    kind: Literal["full"] = "full"
+    status: Literal["complete"] = "complete"
+    created_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    app_dir: str | None
+    images: list[str]
+    parts: list[Part]
+    encryption: Literal["age", "none"]
+    created_by: dict[str, str] = {}
+
+    def part(self, kind: str) -> list[Part]:
+        return [p for p in self.parts if p.kind == kind]
+
+
+def manifest_key(set_id: str) -> str:
+    return f"full/{set_id}.manifest.json"
+
+
+def part_key(set_id: str, name: str, encrypted: bool) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+    return f"full/{set_id}/{safe}.tar.zst" + (".age" if encrypted else "")
+
+
+def reserve_id(storage: Storage, now: datetime) -> str:
+    moment = now
+    while True:
+        candidate = PREFIX + moment.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+        try:
+            storage.stat(manifest_key(candidate))
+        except NotFoundError:
+            return candidate
+        moment += timedelta(seconds=1)
+
+
+def _store(storage: Storage, key: str, source: IO[bytes], recipients: list[str]) -> tuple[int, str]:
+    """Compress, encrypt and upload `source`; nothing is visible unless all of it arrived."""
+    packed = streams.compressor(source, "zstd")
+    upload = storage.open_write(key)
+    try:
+        if recipients:
+            crypto.encrypt(packed, upload, recipients)
+        else:
+            streams.copy(packed, upload)
+    except BaseException:
+        upload.abort()
+        raise
+    info = upload.commit()
+    return info.size, info.sha256 or ""
+
+
+class _Produced(io.RawIOBase):
+    """The read end of a pipe a thread writes into; a failure of the writer is raised to the reader."""
+
+    def __init__(self, produce: Callable[[IO[bytes]], None]) -> None:
+        read_fd, write_fd = os.pipe()
+        self._reader = os.fdopen(read_fd, "rb")
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                with os.fdopen(write_fd, "wb") as sink:
+                    produce(sink)
+            except BaseException as exc:
+                self.error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        size = self._reader.readinto(buffer)
+        if not size:
+            self._thread.join()
+            if self.error is not None:
+                raise self.error
+        return size
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()
+
+
+def backup_application(storage: Storage, set_id: str, app_dir: Path, recipients: list[str]) -> Part:
+    """A tar of APP_DIR (names relative to it); unreadable or vanished files are listed, the rest is kept."""
+    if not app_dir.is_dir():
+        raise PermanentError(f"bad setting SPPG_BACKUP_APP_DIR: {app_dir} is not a folder")
+    skipped: list[str] = []
+
+    def write_tar(sink: IO[bytes]) -> None:
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for folder, dirs, files in os.walk(app_dir):
+                dirs.sort()
+                for name in sorted(dirs) + sorted(files):
+                    path = Path(folder) / name
+                    try:
+                        _add(tar, path, path.relative_to(app_dir).as_posix())
+                    except OSError as exc:
+                        skipped.append(f"{path.relative_to(app_dir)}: {exc.strerror or exc}")
+
+    key = part_key(set_id, "application", bool(recipients))
+    with _Produced(write_tar) as source:
+        size, sha = _store(storage, key, source, recipients)  # type: ignore[arg-type]
+    return Part(name="application", kind="application", key=key, size=size, sha256=sha, skipped=skipped)
+
+
+def _add(tar: tarfile.TarFile, path: Path, name: str) -> None:
+    """Add one entry with its mtime to the nanosecond (tarfile alone keeps a float)."""
+    info = tar.gettarinfo(path, name)
+    nanoseconds = os.lstat(path).st_mtime_ns
+    info.pax_headers["mtime"] = f"{nanoseconds // 10**9}.{nanoseconds % 10**9:09d}"
+    if info.isreg():
+        with open(path, "rb") as content:
+            tar.addfile(info, content)
+    else:
+        tar.addfile(info)
+
+
+def _exact_mtime(member: tarfile.TarInfo) -> int | None:
+    seconds, _, fraction = member.pax_headers.get("mtime", "").partition(".")
+    return int(seconds) * 10**9 + int(fraction.ljust(9, "0")[:9]) if seconds.isdigit() else None
+
+
+class _Chunks(io.RawIOBase):
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._pending = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = chunk
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def find_image(client: Any, ref: str) -> Any:
+    import docker
+
+    try:
+        return client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        raise NotFoundError(
+            f"image {ref} is not in the Docker engine; check SPPG_BACKUP_DOCKER_IMAGES (docker image ls)"
+        ) from None
+
+
+def backup_image(storage: Storage, set_id: str, client: Any, ref: str, recipients: list[str]) -> Part:
+    """`docker save` of one image, streamed."""
+    find_image(client, ref)
+    key = part_key(set_id, f"image-{ref}", bool(recipients))
+    saved = client.api.get_image(ref)  # by its name, so the archive carries this tag (not only the first one)
+    size, sha = _store(storage, key, _Chunks(iter(saved)), recipients)  # type: ignore[arg-type]
+    return Part(name=ref, kind="image", key=key, size=size, sha256=sha)
+
+
+def publish(storage: Storage, full: FullSet) -> None:
+    put_bytes(storage, manifest_key(full.id), full.model_dump_json(indent=2).encode())
+
+
+def discard(storage: Storage, set_id: str) -> None:
+    """Remove what a failed full backup stored (it was never listed)."""
+    for obj in list(storage.list(f"full/{set_id}/")):
+        with contextlib.suppress(NotFoundError):
+            storage.delete(obj.key)
+
+
+def list_sets(storage: Storage) -> tuple[list[FullSet], list[tuple[str, str]]]:
+    sets, unreadable = [], []
+    for obj in storage.list("full/"):
+        if obj.key.count("/") != 1 or not obj.key.endswith(".manifest.json"):
+            continue
+        try:
+            sets.append(FullSet.model_validate_json(get_bytes(storage, obj.key)))
+        except (ValidationError, ValueError, BackupError) as exc:
+            unreadable.append((obj.key, str(exc).splitlines()[0]))
+    return sorted(sets, key=lambda s: s.created_at), unreadable
+
+
+def choose(storage: Storage, set_id: str | None) -> FullSet:
+    if set_id:
+        try:
+            return FullSet.model_validate_json(get_bytes(storage, manifest_key(set_id)))
+        except NotFoundError:
+            raise NotFoundError(f"no full-system backup {set_id}; `sppg-backup list --kind full` shows them") from None
+    sets, _ = list_sets(storage)
+    if not sets:
+        raise NotFoundError(f"no full-system backup in {storage.url}; make one with `sppg-backup backup full`")
+    return sets[-1]
+
+
+# --- recovery ---
+
+
+def fetch(storage: Storage, part: Part, dest: Path) -> Path:
+    """Download a part as stored and check its sha256 before anything is changed with it."""
+    assert part.key is not None
+    reader = None
+    with storage.open_read(part.key) as raw, open(dest, "wb") as out:
+        reader = streams.HashingReader(raw)
+        streams.copy(reader, out)
+    if reader.sha256.hexdigest() != part.sha256 or reader.size != part.size:
+        dest.unlink(missing_ok=True)
+        raise CheckFailed("sha256", f"{storage.describe(part.key)}: sha256 mismatch, the stored part is corrupt")
+    return dest
+
+
+@contextlib.contextmanager
+def opened(stored: Path, identities: list[Any]) -> Iterator[IO[bytes]]:
+    """The plain content of a fetched part, decrypted and decompressed while it is read."""
+
+    def decode(sink: IO[bytes]) -> None:
+        plain = streams.decompressing_writer(sink, "zstd")
+        with open(stored, "rb") as raw:
+            if stored.name.endswith(".age"):
+                crypto.decrypt(raw, plain, identities)
+            else:
+                streams.copy(raw, plain)
+        plain.finish()
+
+    with _Produced(decode) as source:
+        yield io.BufferedReader(source, streams.CHUNK)  # type: ignore[arg-type]
+
+
+def extract_application(stored: Path, identities: list[Any], target: Path) -> int:
+    """Unpack the application tar into `target` (no path may leave it); the number of entries."""
+    target.mkdir(parents=True, exist_ok=True)
+    with opened(stored, identities) as source, tarfile.open(fileobj=source, mode="r|") as tar:
+        tar.extractall(target, filter="tar")  # folders' modes and mtimes are set after their files
+        members = tar.getmembers()
+    for member in reversed(members):  # tarfile sets mtimes from a float: put back the exact ones
+        exact = _exact_mtime(member)
+        if exact is not None:
+            os.utime(target / member.name, ns=(exact, exact), follow_symlinks=False)
+    return len(members)
+
+
+def wait_healthy(url: str, timeout: float) -> int:
+    """Call the health URL until it answers 2xx; its status. Fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    problem = "no answer"
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            problem = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            problem = str(getattr(exc, "reason", exc))
+        if time.monotonic() > deadline:
+            raise CheckFailed("health", f"{url} did not answer OK within {timeout:g} s ({problem})")
+        time.sleep(1)
+
+
+def load_image(stored: Path, identities: list[Any], client: Any, ref: str) -> str:
+    """`docker load` from the decrypted stream; the image must come back under its name. Its id."""
+    with opened(stored, identities) as source:
+        loaded = client.images.load(iter(lambda: source.read(streams.CHUNK), b""))
+    for image in loaded:
+        if ref in image.tags:
+            return str(image.id)
+    raise CheckFailed("docker load", f"docker load did not bring back {ref}")

@@ -1,0 +1,190 @@
+"""Tasks of the full-system backup and recovery flows."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID
+from pydantic import BaseModel, Field
+
+from sppg_backup import docker_services, full_system, notify
+from sppg_backup.catalog import Manifest, human_size
+from sppg_backup.errors import CheckFailed
+from sppg_backup.settings import Settings
+from sppg_backup.snapshots import Snapshot
+from tasks.common import audit_trail, destinations, who
+from tasks.files import identities
+
+
+@task(name="reserve-set-id", cache_policy=NO_CACHE, timeout_seconds=120)
+def reserve_set(settings: Settings) -> str:
+    return full_system.reserve_id(destinations(settings).storage, datetime.now(UTC))
+
+
+@task(name="tar-application", cache_policy=NO_CACHE)
+def backup_application(settings: Settings, set_id: str) -> full_system.Part:
+    """2. Application files: a tar of APP_DIR, streamed."""
+    if settings.app_dir is None:
+        raise CheckFailed("application", "SPPG_BACKUP_APP_DIR is empty: nothing to back up as application files")
+    part = full_system.backup_application(
+        destinations(settings).storage, set_id, settings.app_dir, settings.require_recipients()
+    )
+    log = get_run_logger()
+    log.info("application files of %s: %s stored", settings.app_dir, human_size(part.size))
+    for line in part.skipped:
+        log.warning("application: skipped %s", line)
+    return part
+
+
+@task(name="docker-save", cache_policy=NO_CACHE)
+def backup_image(settings: Settings, set_id: str, ref: str) -> full_system.Part:
+    """3. Docker images: `docker save`, streamed."""
+    part = full_system.backup_image(
+        destinations(settings).storage, set_id, docker_services.connect(), ref, settings.require_recipients()
+    )
+    get_run_logger().info("image %s: %s stored", ref, human_size(part.size))
+    return part
+
+
+@task(name="publish-set", cache_policy=NO_CACHE, timeout_seconds=300)
+def publish_set(
+    settings: Settings,
+    set_id: str,
+    started: datetime,
+    database: Manifest,
+    parts: list[full_system.Part],
+    config: Snapshot | None,
+) -> full_system.FullSet:
+    """4. One manifest for the whole set, written last."""
+    finished = datetime.now(UTC)
+    everything = [full_system.Part(name="database", kind="database", ref=database.id, size=database.size)]
+    everything += parts
+    if config is not None:
+        everything.append(full_system.Part(name="config", kind="config", ref=config.id, size=config.bytes))
+    full = full_system.FullSet(
+        id=set_id,
+        created_at=started,
+        finished_at=finished,
+        duration_seconds=round((finished - started).total_seconds(), 3),
+        app_dir=str(settings.app_dir) if settings.app_dir else None,
+        images=list(settings.docker_images),
+        parts=everything,
+        encryption="age" if settings.encryption else "none",
+        created_by=who(),
+    )
+    full_system.publish(destinations(settings).storage, full)
+    get_run_logger().info("full-system backup %s listed: %d parts", set_id, len(everything))
+    return full
+
+
+@task(name="discard-set", cache_policy=NO_CACHE)
+def discard_set(settings: Settings, set_id: str) -> None:
+    full_system.discard(destinations(settings).storage, set_id)
+
+
+@task(name="notify-full", cache_policy=NO_CACHE)
+def report_full(settings: Settings, action: str, set_id: str, error: BaseException | None, detail: str = "") -> None:
+    try:
+        audit_trail(settings).record(action, set_id, "failed" if error else "ok", error=str(error) if error else None)
+    except Exception as exc:
+        get_run_logger().warning("cannot write the audit trail: %s", exc)
+    what = "Full-system backup" if action == "backup.full" else "Full-system recovery"
+    if error:
+        title, body = f"{what} FAILED: {set_id}", f"{error}\n{detail}".strip()
+    else:
+        title, body = f"{what} OK: {set_id}", detail
+    notify.send(settings.notify_urls, title, body, ok=error is None)
+
+
+class FullRestoreRequest(BaseModel):
+    """The form for a full-system recovery in the Prefect UI."""
+
+    set_id: str | None = Field(default=None, description="Full-system backup to restore; empty: the newest")
+    confirm: bool = Field(
+        default=False, description="Required: application files, images and the database are replaced"
+    )
+    app_dir: str | None = Field(default=None, description="Where the application files go; empty: SPPG_BACKUP_APP_DIR")
+    target_url: str | None = Field(
+        default=None, description="Database to restore into; empty: SPPG_BACKUP_DATABASE_URL"
+    )
+    safety_backup: bool = Field(default=True, description="Back up the current database first (when it has data)")
+
+
+@task(name="choose-set", cache_policy=NO_CACHE, timeout_seconds=300)
+def choose_set(settings: Settings, request: FullRestoreRequest) -> full_system.FullSet:
+    full = full_system.choose(destinations(settings).storage, request.set_id)
+    if not request.confirm:
+        raise CheckFailed(
+            "confirmation",
+            f"restoring {full.id} replaces the application files, the images and the database; "
+            "it needs --yes (confirm=true)",
+        )
+    get_run_logger().info("full-system backup %s (%s): %d parts", full.id, full.created_at, len(full.parts))
+    return full
+
+
+def parts_folder(settings: Settings, set_id: str) -> Path:
+    folder = (settings.scratch_dir or Path(tempfile.gettempdir())) / "sppg-restore" / set_id
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+@task(name="download-part", cache_policy=INPUTS + RUN_ID, persist_result=True)
+def download_part(settings: Settings, set_id: str, part: full_system.Part) -> str:
+    """1. Download the part and check its sha256; a retried run reuses the file."""
+    assert part.key is not None
+    dest = parts_folder(settings, set_id) / part.key.rsplit("/", 1)[-1]
+    full_system.fetch(destinations(settings).storage, part, dest)
+    get_run_logger().info("%s: %s downloaded, sha256 matches", part.name, human_size(part.size))
+    return str(dest)
+
+
+@task(name="find-services", cache_policy=NO_CACHE, timeout_seconds=300)
+def find_services(settings: Settings) -> list[str]:
+    """The configured services that exist on this engine (a fresh engine has none yet)."""
+    if not settings.services:
+        return []
+    found, missing = docker_services.resolve_existing(docker_services.connect(), list(settings.services))
+    if missing:
+        get_run_logger().warning(
+            "no container for %s on this engine: create them afterwards (docker compose up -d)", ", ".join(missing)
+        )
+    return sorted({s.name for s in found})
+
+
+@task(name="restore-application", cache_policy=NO_CACHE)
+def restore_application(settings: Settings, stored: str, app_dir: str) -> int:
+    """3. Restore application files."""
+    count = full_system.extract_application(Path(stored), identities(settings), Path(app_dir))
+    get_run_logger().info("application files: %d entries restored into %s", count, app_dir)
+    return count
+
+
+@task(name="docker-load", cache_policy=NO_CACHE)
+def restore_image(settings: Settings, stored: str, ref: str) -> str:
+    """4. Restore Docker images."""
+    image_id = full_system.load_image(Path(stored), identities(settings), docker_services.connect(), ref)
+    get_run_logger().info("image %s loaded (%s)", ref, image_id[:19])
+    return image_id
+
+
+@task(name="check-health", cache_policy=NO_CACHE)
+def check_health(settings: Settings) -> int | None:
+    """7. Verify the system: the health URL must answer."""
+    if not settings.health_url:
+        get_run_logger().warning("SPPG_BACKUP_HEALTH_URL is not set: the system's health was not checked")
+        return None
+    status = full_system.wait_healthy(settings.health_url, settings.health_timeout_seconds)
+    get_run_logger().info("%s answered %d", settings.health_url, status)
+    return status
+
+
+def restored_summary(full: full_system.FullSet, app_dir: str, images: dict[str, str], health: Any) -> str:
+    return (
+        f"Application files restored into {app_dir}; images loaded: {', '.join(images) or 'none'}; "
+        f"database restored from {full.part('database')[0].ref}; health check: {health or 'not configured'}."
+    )
