@@ -156,7 +156,7 @@ def _add(tar: tarfile.TarFile, path: Path, name: str) -> None:
     """Add one entry with its mtime to the nanosecond (tarfile alone keeps a float)."""
     info = tar.gettarinfo(path, name)
     nanoseconds = os.lstat(path).st_mtime_ns
-    info.pax_headers["mtime"] = f"{nanoseconds // 10**9}.{nanoseconds % 10**9:09d}"
+    info.pax_headers = {**info.pax_headers, "mtime": f"{nanoseconds // 10**9}.{nanoseconds % 10**9:09d}"}
     if info.isreg():
         with open(path, "rb") as content:
             tar.addfile(info, content)
