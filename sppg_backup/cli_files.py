@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +48,10 @@ def _signature(root: Path) -> set[tuple[str, int, int, int]]:
     return seen
 
 
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 @backup_app.command("files")
 def backup_files_command(
     watch: Annotated[bool, typer.Option("--watch", help="Keep running: snapshot whenever something changes.")] = False,
@@ -63,16 +68,20 @@ def backup_files_command(
     if settings.uploads_dir is None or not settings.uploads_dir.is_dir():
         fail(ConfigError(f"bad setting SPPG_BACKUP_UPLOADS_DIR: {settings.uploads_dir} is not a folder"))
     last: set[tuple[str, int, int, int]] | None = None
+    signal.signal(signal.SIGTERM, _stop)  # a service manager stops it like Ctrl-C does
     out.print(f"watching {settings.uploads_dir} every {interval:g} s; Ctrl-C stops", highlight=False)
-    while True:
-        current = _signature(settings.uploads_dir)
-        if current != last:
-            try:
-                _print_snapshot(backup_files(), as_json)
-                last = current
-            except Exception as exc:  # keep watching; the flow has notified
-                err.print(f"[red]error:[/red] {exc}; trying again in {interval:g} s", highlight=False)
-        time.sleep(interval)
+    try:
+        while True:
+            current = _signature(settings.uploads_dir)
+            if current != last:
+                try:
+                    _print_snapshot(backup_files(), as_json)
+                    last = current
+                except Exception as exc:  # keep watching; the flow has notified
+                    err.print(f"[red]error:[/red] {exc}; trying again in {interval:g} s", highlight=False)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        out.print("stopped watching", highlight=False)
 
 
 @backup_app.command("config")

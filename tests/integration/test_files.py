@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
 import threading
 from datetime import UTC, datetime
@@ -95,7 +97,7 @@ def test_a_run_with_nothing_changed_uploads_only_a_manifest(place: dict[str, Any
     again = snap(place)
     assert again.uploaded_blobs == 0
     assert stored_keys(place) - before == {snapshots.manifest_key("files", again.id)}
-    shutil.rmfile_tree(place["state"])  # without the local cache every file is hashed, still nothing uploaded
+    shutil.rmtree(place["state"])  # without the local cache every file is hashed, still nothing uploaded
     third = snap(place)
     assert third.uploaded_blobs == 0
     assert stored_keys(place) - before == {snapshots.manifest_key("files", i) for i in (again.id, third.id)}
@@ -260,4 +262,33 @@ def test_unreadable_files_are_reported_and_the_rest_is_taken(age_key: tuple[Path
         }
         assert taken.files == 5
     finally:
-        shutil.rmfile_tree(base, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_file_comes_back_by_hand_with_age_and_zstd(place: dict[str, Any], age_key: tuple[Path, str]) -> None:
+    """The README's commands: decrypt the index, find the file's blob, decrypt and decompress it."""
+    taken = snap(place)
+    root = Path(place["storage"].root)
+    key = str(age_key[0])
+    index = subprocess.run(
+        f"age -d -i {key} '{root / taken.index_key}' | zstd -d", shell=True, capture_output=True, check=True
+    ).stdout.decode()
+    [line] = [line for line in index.splitlines() if '"path":"script.sh"' in line]
+    blob = json.loads(line)["blob"]
+    out = place["tmp"] / "by-hand"
+    subprocess.run(f"age -d -i {key} '{root / blob}' | zstd -d > '{out}'", shell=True, check=True)
+    assert out.read_bytes() == (place["uploads"] / "script.sh").read_bytes()
+    assert hashlib.sha256(out.read_bytes()).hexdigest() in blob
+
+
+def test_snapshots_work_the_same_on_cloud_storage(
+    place: dict[str, Any], gcs_bucket_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    place["storage"] = open_storage(gcs_bucket_url)
+    first = snap(place)
+    (place["uploads"] / "script.sh").write_text("#!/bin/sh\necho v2\n")
+    second = snap(place)
+    assert (first.uploaded_blobs, second.uploaded_blobs) == (5, 1)
+    target = place["tmp"] / "from-gcs"
+    file_restore.restore(place["storage"], second, place["identities"], target)
+    assert file_tree(target) == file_tree(place["uploads"])

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sppg_backup.snapshots import list_snapshots
+from sppg_backup.storage import open_storage
 from tests.helpers import cli
 
 pytestmark = pytest.mark.integration
@@ -105,3 +111,40 @@ def test_a_missing_uploads_folder_is_one_clear_error(
     assert "SPPG_BACKUP_UPLOADS_DIR" in lines[0] and "no-such-folder" in lines[0]
     [message] = webhook.messages
     assert message["type"] == "failure" and "no-such-folder" in message["message"]
+
+
+def test_watch_takes_a_snapshot_when_and_only_when_something_changed(
+    files_env: dict[str, Any], prefect_api: str
+) -> None:
+    storage = open_storage(files_env["STORAGE_URL"])
+
+    def count() -> int:
+        return len(list_snapshots(storage, "files").snapshots)
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 90
+        while count() < n:
+            assert time.monotonic() < deadline, f"no snapshot {n} within 90 s"
+            time.sleep(0.2)
+
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    command = [sys.executable, "-m", "sppg_backup", "backup", "files", "--watch", "--interval", "0.3"]
+    watcher = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(1)
+        time.sleep(2)
+        assert count() == 1  # nothing changed: no new snapshot
+        (files_env["uploads"] / "2024" / "12" / "01" / "new invoice.pdf").write_bytes(b"%PDF new")
+        wait_for(2)
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        assert watcher.wait(30) == 0
+    names = {n.path for n in read_index_of_newest(storage, files_env)}
+    assert "2024/12/01/new invoice.pdf" in names
+
+
+def read_index_of_newest(storage: Any, env: dict[str, Any]) -> list[Any]:
+    from sppg_backup import crypto, snapshots
+
+    newest = list_snapshots(storage, "files").snapshots[-1]
+    return snapshots.read_index(storage, newest, crypto.load_identities(Path(env["AGE_IDENTITY_FILE"])))
