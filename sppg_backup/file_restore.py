@@ -59,8 +59,11 @@ def restore(
         )
     store = BlobStore(storage, f"{snapshot.kind}/blobs", [])
     counts = {"file": 0, "dir": 0, "symlink": 0}
+    root = target.resolve()
     for node in nodes:
         path = target / node.path
+        if not path.parent.resolve().is_relative_to(root):  # a symlink in the target must not lead out of it
+            raise PermanentError(f"{path.parent} leads outside {target} (a symlink); not writing {node.path}")
         if node.type == "dir":
             path.mkdir(parents=True, exist_ok=True)
         else:
@@ -95,6 +98,9 @@ def _write_file(store: BlobStore, node: Node, path: Path, identities: list[Any])
         os.chmod(temporary, node.mode)
         os.utime(temporary, ns=(node.mtime_ns, node.mtime_ns))
         os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise PermanentError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -292,3 +292,14 @@ def test_snapshots_work_the_same_on_cloud_storage(
     target = place["tmp"] / "from-gcs"
     file_restore.restore(place["storage"], second, place["identities"], target)
     assert file_tree(target) == file_tree(place["uploads"])
+
+
+def test_a_symlink_in_the_target_cannot_lead_the_restore_outside_it(place: dict[str, Any]) -> None:
+    taken = snap(place)
+    target, elsewhere = place["tmp"] / "target", place["tmp"] / "elsewhere"
+    target.mkdir()
+    elsewhere.mkdir()
+    os.symlink(elsewhere, target / "2024")
+    with pytest.raises(PermanentError, match="leads outside"):
+        file_restore.restore(place["storage"], taken, place["identities"], target, overwrite=True)
+    assert list(elsewhere.iterdir()) == []
