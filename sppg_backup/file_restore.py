@@ -163,10 +163,20 @@ def versions_of(snapshots: list[tuple[Snapshot, dict[str, Node]]], path: str) ->
 
 
 def load_all(storage: Storage, kind: SnapshotKind, identities: list[Any]) -> list[tuple[Snapshot, dict[str, Node]]]:
-    """Every snapshot with its index (each distinct index read once), oldest first."""
+    """Every snapshot with its index (each distinct index read once), oldest first.
+
+    An unreadable manifest is an error: leaving its snapshot out could make its files look unreferenced.
+    """
+    listing = list_snapshots(storage, kind)
+    if listing.unreadable:
+        key, problem = listing.unreadable[0]
+        raise PermanentError(
+            f"{len(listing.unreadable)} {kind} manifests cannot be read (e.g. {storage.describe(key)}: {problem}); "
+            "nothing was pruned: fix or remove them first"
+        )
     indexes: dict[str, dict[str, Node]] = {}
     result = []
-    for snapshot in list_snapshots(storage, kind).snapshots:
+    for snapshot in listing.snapshots:
         if snapshot.index_key not in indexes:
             indexes[snapshot.index_key] = {n.path: n for n in read_index(storage, snapshot, identities)}
         result.append((snapshot, indexes[snapshot.index_key]))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import snapshots
 from .audit import AuditTrail
 from .errors import NotFoundError
 from .file_restore import load_all, versions_of
@@ -83,6 +84,9 @@ def prune(
         result.deleted_snapshots.append(snapshot.id)
         result.reasons[snapshot.id] = f"older than {days} days; its versions are in newer snapshots or expired"
         _delete(storage, manifest_key(kind, snapshot.id), snapshot.id, result.reasons[snapshot.id], audit, dry_run)
+    if snapshots.running(storage, kind, now):
+        result.reasons["blobs"] = "a snapshot is being taken: unreferenced blobs are left for the next prune"
+        return result  # its blobs are not referenced by any manifest yet
     kept = {s.id for s in decision.keep}
     needed = {s.index_key for s, _ in loaded if s.id in kept}
     needed |= {n.blob for s, nodes in loaded if s.id in kept for n in nodes.values() if n.blob}

@@ -9,11 +9,13 @@ again; without the cache every file is hashed, and only content storage lacks is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -76,6 +78,18 @@ class Snapshot(BaseModel):
     recipients: list[str]
     created_by: dict[str, str] = {}
     part_of: str | None = None  # the full-system set this snapshot belongs to
+
+
+LEASE_HOURS = 24  # a lease older than this belongs to a run that died
+
+
+def lease_key(kind: SnapshotKind, snap_id: str) -> str:
+    return f"{kind}/running/{snap_id}"
+
+
+def running(storage: Storage, kind: SnapshotKind, now: datetime) -> bool:
+    """Is a snapshot being taken (its blobs may not be referenced by any manifest yet)?"""
+    return any(obj.updated > now - timedelta(hours=LEASE_HOURS) for obj in storage.list(f"{kind}/running/"))
 
 
 def snapshot_id(kind: SnapshotKind, now: datetime) -> str:
@@ -146,7 +160,7 @@ class _Cache:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = self.path.with_suffix(".tmp")
+        temporary = self.path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # runs may overlap
         body = {"storage_url": self.storage_url, "snapshot": self.snapshot, "files": self.files}
         temporary.write_text(json.dumps({**body, "known": sorted(self.known)}))
         temporary.chmod(0o600)
@@ -203,6 +217,28 @@ def take(
     the newest snapshot of this kind.
     """
     started = datetime.now(UTC)
+    put_bytes(storage, lease_key(kind, snap_id), b"")  # prune leaves unreferenced blobs alone meanwhile
+    try:
+        return _take(
+            storage, kind, sources, recipients, state_dir, snap_id, started, created_by, only_if_changed, part_of
+        )
+    finally:
+        with contextlib.suppress(NotFoundError):
+            storage.delete(lease_key(kind, snap_id))
+
+
+def _take(
+    storage: Storage,
+    kind: SnapshotKind,
+    sources: list[Source],
+    recipients: list[str],
+    state_dir: Path,
+    snap_id: str,
+    started: datetime,
+    created_by: dict[str, str] | None,
+    only_if_changed: bool,
+    part_of: str | None,
+) -> Snapshot | None:
     cache = _Cache.load(state_dir, kind, storage)
     store = BlobStore(storage, f"{kind}/blobs", recipients)
     nodes: list[Node] = []

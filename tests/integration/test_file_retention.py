@@ -10,6 +10,7 @@ import pytest
 
 from sppg_backup import crypto, file_restore, snapshot_retention, snapshots
 from sppg_backup.audit import AuditTrail
+from sppg_backup.errors import PermanentError
 from sppg_backup.storage import open_storage, put_bytes
 
 pytestmark = pytest.mark.integration
@@ -110,3 +111,23 @@ def test_dry_run_deletes_nothing(versions: dict[str, Any]) -> None:
         grace=timedelta(0),
     )
     assert result.deleted_snapshots and {o.key for o in versions["storage"].list("files/")} == before
+
+
+def test_an_unreadable_manifest_stops_prune_before_anything_is_deleted(versions: dict[str, Any]) -> None:
+    backdate(versions["storage"], versions["snapshots"][0], 100)
+    broken = versions["snapshots"][3]
+    put_bytes(versions["storage"], snapshots.manifest_key("files", broken.id), b"{ not json")
+    before = {o.key for o in versions["storage"].list("files/")}
+    with pytest.raises(PermanentError, match="manifests cannot be read.*nothing was pruned"):
+        prune(versions)
+    assert {o.key for o in versions["storage"].list("files/")} == before
+
+
+def test_blobs_of_a_snapshot_being_taken_are_left_alone(versions: dict[str, Any]) -> None:
+    """A snapshot still running has uploaded blobs no manifest names yet: prune must not take them."""
+    backdate(versions["storage"], versions["snapshots"][0], 100)
+    put_bytes(versions["storage"], "files/blobs/aa/" + "a" * 64 + ".zst.age", b"uploaded by a running snapshot")
+    put_bytes(versions["storage"], snapshots.lease_key("files", "erp_sppg_files_20991231_000000"), b"")
+    result = prune(versions)
+    assert result.deleted_snapshots == [versions["snapshots"][0].id] and result.deleted_objects == []
+    assert versions["storage"].stat("files/blobs/aa/" + "a" * 64 + ".zst.age").size > 0
