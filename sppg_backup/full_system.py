@@ -135,16 +135,19 @@ def backup_application(storage: Storage, set_id: str, app_dir: Path, recipients:
         raise PermanentError(f"bad setting SPPG_BACKUP_APP_DIR: {app_dir} is not a folder")
     skipped: list[str] = []
 
+    def unlisted(exc: OSError) -> None:
+        where = Path(exc.filename).relative_to(app_dir) if exc.filename else app_dir
+        skipped.append(f"{where}: cannot list: {exc.strerror or exc}")
+
     def write_tar(sink: IO[bytes]) -> None:
         with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for folder, dirs, files in os.walk(app_dir):
+            for folder, dirs, files in os.walk(app_dir, onerror=unlisted):
                 dirs.sort()
                 for name in sorted(dirs) + sorted(files):
                     path = Path(folder) / name
-                    try:
-                        _add(tar, path, path.relative_to(app_dir).as_posix())
-                    except OSError as exc:
-                        skipped.append(f"{path.relative_to(app_dir)}: {exc.strerror or exc}")
+                    problem = _add(tar, path, path.relative_to(app_dir).as_posix())
+                    if problem:
+                        skipped.append(f"{path.relative_to(app_dir)}: {problem}")
 
     key = part_key(set_id, "application", bool(recipients))
     with _Produced(write_tar) as source:
@@ -152,16 +155,50 @@ def backup_application(storage: Storage, set_id: str, app_dir: Path, recipients:
     return Part(name="application", kind="application", key=key, size=size, sha256=sha, skipped=skipped)
 
 
-def _add(tar: tarfile.TarFile, path: Path, name: str) -> None:
-    """Add one entry with its mtime to the nanosecond (tarfile alone keeps a float)."""
-    info = tar.gettarinfo(path, name)
-    nanoseconds = os.lstat(path).st_mtime_ns
+def _add(tar: tarfile.TarFile, path: Path, name: str) -> str | None:
+    """Add one entry with its mtime to the nanosecond (tarfile alone keeps a float); what went wrong, if anything.
+
+    Nothing is written for an entry that cannot be read, so the archive stays valid; a file that shrinks
+    while it is read is padded with zeros to its recorded size, as GNU tar does, and reported.
+    """
+    try:
+        info = tar.gettarinfo(path, name)
+        if info is None or not (info.isreg() or info.isdir() or info.issym() or info.islnk()):
+            return "not a regular file, folder or link; left out"
+        nanoseconds = os.lstat(path).st_mtime_ns
+        content = open(path, "rb") if info.isreg() else None  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return "vanished during the backup"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
     info.pax_headers = {**info.pax_headers, "mtime": f"{nanoseconds // 10**9}.{nanoseconds % 10**9:09d}"}
-    if info.isreg():
-        with open(path, "rb") as content:
-            tar.addfile(info, content)
-    else:
+    if content is None:
         tar.addfile(info)
+        return None
+    with content:
+        exact = _Exactly(content, info.size)
+        tar.addfile(info, exact)  # type: ignore[arg-type]
+    return exact.problem
+
+
+class _Exactly:
+    """Reads exactly `size` bytes of a file that may change meanwhile: padded with zeros or cut short."""
+
+    def __init__(self, source: IO[bytes], size: int) -> None:
+        self.source, self.left = source, size
+        self.problem: str | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        want = self.left if n < 0 else min(n, self.left)
+        try:
+            data = self.source.read(want)
+        except OSError as exc:
+            data, self.problem = b"", f"read failed ({exc.strerror}); the rest is zeros"
+        if len(data) < want:
+            self.problem = self.problem or "changed while being read (shrank); padded with zeros"
+            data += b"\0" * (want - len(data))
+        self.left -= len(data)
+        return data
 
 
 def _exact_mtime(member: tarfile.TarInfo) -> int | None:
@@ -279,14 +316,22 @@ def opened(stored: Path, identities: list[Any]) -> Iterator[IO[bytes]]:
 def extract_application(stored: Path, identities: list[Any], target: Path) -> int:
     """Unpack the application tar into `target` (no path may leave it); the number of entries."""
     target.mkdir(parents=True, exist_ok=True)
-    with opened(stored, identities) as source, tarfile.open(fileobj=source, mode="r|") as tar:
-        tar.extractall(target, filter="tar")  # folders' modes and mtimes are set after their files
-        members = tar.getmembers()
+    try:
+        with opened(stored, identities) as source, tarfile.open(fileobj=source, mode="r|") as tar:
+            tar.extractall(target, filter=_inside)  # folders' modes and mtimes are set after their files
+            members = tar.getmembers()
+    except (tarfile.TarError, OSError) as exc:
+        raise CheckFailed("application", f"cannot unpack the application files into {target}: {exc}") from None
     for member in reversed(members):  # tarfile sets mtimes from a float: put back the exact ones
         exact = _exact_mtime(member)
         if exact is not None:
             os.utime(target / member.name, ns=(exact, exact), follow_symlinks=False)
     return len(members)
+
+
+def _inside(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile's 'tar' filter (no absolute paths, nothing outside `dest`) but with the modes as they were."""
+    return tarfile.tar_filter(member, dest).replace(mode=member.mode, deep=False)
 
 
 def wait_healthy(url: str, timeout: float) -> int:
