@@ -18,8 +18,9 @@ from tasks.full import backup_application, backup_image, discard_set, publish_se
 def backup_full_system(config_file: str | None = None) -> dict[str, Any]:
     settings = load_settings(config_file)
     started = datetime.now(UTC)
-    set_id = retrying(reserve_set, settings)(settings)
+    set_id = None
     try:
+        set_id = retrying(reserve_set, settings)(settings)
         # 1. Database backup.
         database = retrying(publish_backup, settings)(
             settings,
@@ -34,8 +35,14 @@ def backup_full_system(config_file: str | None = None) -> dict[str, Any]:
         # 4. Upload to cloud storage: every part is already there; the manifest makes the set.
         full = retrying(publish_set, settings)(settings, set_id, started, database, parts, config)
     except BaseException as error:
-        discard_set(settings, set_id)
-        report_full(settings, "backup.full", set_id, error, "Nothing was listed; earlier full backups are unchanged.")
+        left = discard_set(settings, set_id) if set_id else ""
+        report_full(
+            settings,
+            "backup.full",
+            set_id or "-",
+            error,
+            f"Nothing was listed; earlier full backups are unchanged. {left}",
+        )
         raise
     report_full(settings, "backup.full", set_id, None, f"{len(full.parts)} parts stored.")
     return full.model_dump(mode="json")

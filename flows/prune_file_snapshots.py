@@ -8,13 +8,17 @@ from prefect import flow
 
 from sppg_backup.settings import load_settings
 from tasks.common import retrying
-from tasks.files import prune_snapshots
+from tasks.files import prune_snapshots, report_snapshot
 
 
 @flow(name="prune-file-snapshots", description="Delete file snapshots past retention and blobs nothing refers to.")
 def prune_file_snapshots(dry_run: bool = False, config_file: str | None = None) -> dict[str, Any]:
     settings = load_settings(config_file)
-    result = retrying(prune_snapshots, settings)(settings, dry_run)
+    try:
+        result = retrying(prune_snapshots, settings)(settings, dry_run)
+    except BaseException as error:
+        report_snapshot(settings, "files", None, error, action="prune")
+        raise
     return {
         "deleted_snapshots": result.deleted_snapshots,
         "deleted_objects": result.deleted_objects,

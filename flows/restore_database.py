@@ -16,6 +16,7 @@ from tasks.restore import (
     plan_restore,
     remove_archive,
     report_restore,
+    start_again,
     start_services,
     stop_services,
     summary,
@@ -53,7 +54,7 @@ def restore_database(request: RestoreRequest | None = None, config_file: str | N
     except BaseException as error:
         # 5. Restart application services, whatever happened.
         if services:
-            start_services(settings, services)
+            start_again(settings, services)
         report_restore(settings, plan, safety, error)
         raise
     # 5. Restart application services.

@@ -20,18 +20,21 @@ from tasks.full import (
     restore_application,
     restore_image,
     restored_summary,
+    target_folder,
 )
-from tasks.restore import RestoreRequest, start_services, stop_services
+from tasks.restore import RestoreRequest, start_again, start_services, stop_services
 
 
 @flow(name="restore-full-system", description="Download a full set, stop services, restore everything, verify.")
 def restore_full_system(request: FullRestoreRequest | None = None, config_file: str | None = None) -> dict[str, Any]:
     request = request or FullRestoreRequest()
     settings = load_settings(config_file)
-    full = retrying(choose_set, settings)(settings, request)
-    app_dir = request.app_dir or full.app_dir or str(settings.app_dir)
     services: list[Service] = []
+    set_id = request.set_id or "the newest full-system backup"
     try:
+        full = retrying(choose_set, settings)(settings, request)
+        set_id = full.id
+        app_dir = target_folder(settings, request, full)
         # 1. Download full backup (every part's sha256 is checked before anything changes).
         stored = {p.name: retrying(download_part, settings)(settings, full.id, p) for p in full.parts if p.key}
         # 2. Stop all services.
@@ -53,9 +56,10 @@ def restore_full_system(request: FullRestoreRequest | None = None, config_file: 
             config_file,
         )
     except BaseException as error:
+        restarted = "Nothing was stopped."
         if services:
-            start_services(settings, services)
-        report_full(settings, "restore.full", full.id, error, "Services were started again.")
+            restarted = start_again(settings, services)
+        report_full(settings, "restore.full", set_id, error, restarted)
         raise
     # 6. Start services.
     if services:

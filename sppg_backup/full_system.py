@@ -283,6 +283,29 @@ def choose(storage: Storage, set_id: str | None) -> FullSet:
 # --- recovery ---
 
 
+def check_parts(storage: Storage, full: FullSet) -> None:
+    """Every part of the set is in storage with its recorded size: the database backup and the config
+    snapshot it names included (they live apart and could have been deleted by hand)."""
+    from .catalog import read_manifest
+    from .snapshots import manifest_key as snapshot_manifest
+
+    missing = []
+    for part in full.parts:
+        try:
+            if part.kind == "database" and part.ref:
+                manifest = read_manifest(storage, "db", part.ref)
+                if storage.stat(manifest.data_key).size != manifest.size:
+                    missing.append(f"{part.name} ({part.ref}: size differs from its manifest)")
+            elif part.kind == "config" and part.ref:
+                storage.stat(snapshot_manifest("config", part.ref))
+            elif part.key and storage.stat(part.key).size != part.size:
+                missing.append(f"{part.name} (size differs from the manifest)")
+        except NotFoundError:
+            missing.append(f"{part.name} ({part.ref or part.key})")
+    if missing:
+        raise CheckFailed("parts", f"full-system backup {full.id} is incomplete: missing {', '.join(missing)}")
+
+
 def fetch(storage: Storage, part: Part, dest: Path) -> Path:
     """Download a part as stored and check its sha256 before anything is changed with it."""
     assert part.key is not None

@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from . import retention
+from . import full_system, retention
 from .audit import AuditTrail
 from .catalog import Kind, delete_backup, list_backups
 from .errors import NotFoundError
@@ -31,7 +31,11 @@ def prune(
 ) -> PruneResult:
     """Delete what the policy says to delete; each deletion is written to the audit trail first."""
     listing = list_backups(storage, (kind,))
-    decision = retention.plan(listing.backups, now, policy)
+    sets, _ = full_system.list_sets(storage)
+    referenced = {
+        p.ref: f"the database of full-system backup {s.id}" for s in sets for p in s.part("database") if p.ref
+    }
+    decision = retention.plan(listing.backups, now, policy, referenced)
     result = PruneResult(storage.url, kept=[m.id for m in decision.keep], reasons=decision.reasons)
     for manifest in decision.delete:
         result.deleted.append(manifest.id)

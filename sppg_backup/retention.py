@@ -20,11 +20,14 @@ class RetentionPlan:
     reasons: dict[str, str]
 
 
-def plan(backups: list[Manifest], now: datetime, policy: RetentionPolicy) -> RetentionPlan:
-    """Delete backups older than the policy's age, but never the newest backup nor the newest verified one."""
+def plan(
+    backups: list[Manifest], now: datetime, policy: RetentionPolicy, referenced: dict[str, str] | None = None
+) -> RetentionPlan:
+    """Delete backups older than the policy's age, but never the newest backup nor the newest verified one,
+    nor one that `referenced` names (id -> why, e.g. the database of a full-system backup)."""
     cutoff = now - timedelta(days=policy.max_age_days)
     ordered = sorted(backups, key=lambda m: m.created_at)
-    protected: dict[str, str] = {}
+    protected: dict[str, str] = dict(referenced or {})
     if ordered:
         protected[ordered[-1].id] = "newest backup"
     regular = [m for m in ordered if m.purpose == "backup"]

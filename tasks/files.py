@@ -76,15 +76,20 @@ def report_snapshot(
     kind: snapshots.SnapshotKind,
     snap: snapshots.Snapshot | None,
     error: BaseException | None = None,
+    action: str = "backup",
 ) -> None:
     """Audit and metrics always; a notification on failure or when files had to be skipped."""
     status = "failed" if error else ("partial" if snap and snap.skipped else "ok")
     try:
         audit_trail(settings).record(
-            f"backup.{kind}", snap.id if snap else "-", status, error=str(error) if error else None
+            f"{action}.{kind}", snap.id if snap else "-", status, error=str(error) if error else None
         )
     except Exception as exc:  # a report must not hide the outcome
         get_run_logger().warning("cannot write the audit trail: %s", exc)
+    if action != "backup":
+        if error:
+            notify.send(settings.notify_urls, f"{kind.capitalize()} {action} FAILED", str(error), ok=False)
+        return
     values = {"backup_last_run_success": 0.0 if error else 1.0}
     if error:
         values["backup_last_failure_timestamp"] = datetime.now(UTC).timestamp()

@@ -82,8 +82,14 @@ def publish_set(
 
 
 @task(name="discard-set", cache_policy=NO_CACHE)
-def discard_set(settings: Settings, set_id: str) -> None:
-    full_system.discard(destinations(settings).storage, set_id)
+def discard_set(settings: Settings, set_id: str) -> str:
+    """Remove the parts a failed run stored; a failure here is reported, not raised over the first one."""
+    try:
+        full_system.discard(destinations(settings).storage, set_id)
+    except Exception as exc:
+        get_run_logger().warning("could not remove the parts of %s: %s", set_id, exc)
+        return f"Its stored parts under full/{set_id}/ could not be removed ({exc}); prune or delete them."
+    return ""
 
 
 @task(name="notify-full", cache_policy=NO_CACHE)
@@ -116,7 +122,9 @@ class FullRestoreRequest(BaseModel):
 
 @task(name="choose-set", cache_policy=NO_CACHE, timeout_seconds=300)
 def choose_set(settings: Settings, request: FullRestoreRequest) -> full_system.FullSet:
-    full = full_system.choose(destinations(settings).storage, request.set_id)
+    storage = destinations(settings).storage
+    full = full_system.choose(storage, request.set_id)
+    full_system.check_parts(storage, full)  # before anything changes: every part is still there
     if not request.confirm:
         raise CheckFailed(
             "confirmation",
@@ -188,3 +196,10 @@ def restored_summary(full: full_system.FullSet, app_dir: str, images: dict[str, 
         f"Application files restored into {app_dir}; images loaded: {', '.join(images) or 'none'}; "
         f"database restored from {full.part('database')[0].ref}; health check: {health or 'not configured'}."
     )
+
+
+def target_folder(settings: Settings, request: FullRestoreRequest, full: full_system.FullSet) -> str:
+    folder = request.app_dir or full.app_dir or (str(settings.app_dir) if settings.app_dir else None)
+    if not folder:
+        raise CheckFailed("application", "no folder for the application files: give --app-dir or set APP_DIR")
+    return folder

@@ -112,6 +112,16 @@ def start_services(settings: Settings, services: list[docker_services.Service]) 
     get_run_logger().info("running again: %s", ", ".join(s.container_name for s in services if s.was_running))
 
 
+def start_again(settings: Settings, services: list[docker_services.Service]) -> str:
+    """Start the stopped services after a failure; a failure here must not hide the first one."""
+    try:
+        start_services(settings, services)
+    except Exception as exc:
+        get_run_logger().error("could not start the services again: %s", exc)
+        return f"The services could NOT be started again: {exc}"
+    return "Services were started again."
+
+
 def archive_path(settings: Settings, backup_id: str) -> Path:
     folder = (settings.scratch_dir or Path(tempfile.gettempdir())) / "sppg-restore"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -173,3 +173,18 @@ def test_a_full_restore_needs_confirmation_and_a_healthy_system(
                          api=prefect_api))  # fmt: skip
     assert "health" in line and "HTTP 503" in line
     drop(postgres_cluster, target_db)
+
+
+def test_a_full_restore_of_an_incomplete_set_changes_nothing(
+    system: dict[str, Any], prefect_api: str, webhook: Any
+) -> None:
+    made = ok(cli("backup", "full", "--json", api=prefect_api))
+    [database] = [p for p in made["parts"] if p["kind"] == "database"]
+    storage = open_storage(system["STORAGE_URL"])
+    storage.delete(f"db/{database['ref']}.manifest.json")  # deleted by hand since
+    target_app = system["tmp"] / "never-written"
+    line = one_error(cli("restore", "full", "--yes", "--app-dir", str(target_app), api=prefect_api))
+    assert "incomplete" in line and database["ref"] in line
+    assert not target_app.exists()
+    assert system["engine"].client.containers.get("backend-1").status == "running"
+    assert [m["type"] for m in webhook.messages][-1] == "failure"

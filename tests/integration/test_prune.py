@@ -132,3 +132,26 @@ def test_incomplete_uploads_go_only_once_past_retention(backup_env: dict[str, st
     assert results[0]["deleted"] == ["db/erp_sppg_backup_20240101_000000.dump.zst.age"]
     assert not old.exists() and young.exists()
     assert ids_in(backup_env["STORAGE_URL"]) == {made[0]}
+
+
+def test_prune_keeps_the_database_backup_of_a_full_system_backup(backup_env: dict[str, str]) -> None:
+    from sppg_backup import full_system
+    from sppg_backup.storage import open_storage
+
+    made = make_backups([400, 399, 0])
+    now = datetime.now(UTC)
+    database = full_system.Part(name="database", kind="database", ref=made[400])
+    full = full_system.FullSet(
+        id="erp_sppg_full_20250101_000000",
+        created_at=now,
+        finished_at=now,
+        duration_seconds=1,
+        app_dir=None,
+        images=[],
+        parts=[database],
+        encryption="age",
+    )
+    full_system.publish(open_storage(backup_env["STORAGE_URL"]), full)
+    results = prune_backups()
+    assert ids_in(backup_env["STORAGE_URL"]) == {made[400], made[0]}
+    assert results[0]["reasons"][made[400]] == f"the database of full-system backup {full.id}"
