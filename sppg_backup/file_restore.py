@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .blobs import BlobStore
+from .blobs import BlobStore, file_sha256
 from .errors import CheckFailed, PermanentError
 from .snapshots import Node, Snapshot, SnapshotKind, list_snapshots, read_index, select, unsafe_path
 from .storage import Storage
@@ -45,13 +46,17 @@ def restore(
     if bad:
         raise CheckFailed("index", f"snapshot {snapshot.id} names a path outside its root: {bad[0]!r}")
     target.mkdir(parents=True, exist_ok=True)
-    in_the_way = [n.path for n in nodes if n.type != "dir" and os.path.lexists(target / n.path)]
+    there = {n.path for n in nodes if _already_there(target / n.path, n)}  # e.g. a retried run's first part
+    in_the_way = [n.path for n in nodes if n.path not in there and os.path.lexists(target / n.path)]
+    folders = [p for p in in_the_way if (target / p).is_dir() and not (target / p).is_symlink()]
     if in_the_way and not overwrite:
         raise PermanentError(
             f"{len(in_the_way)} files already exist in {target} (e.g. {in_the_way[0]}); "
             "restore into an empty folder, or pass --overwrite to replace them"
         )
-    needed = sum(n.size for n in nodes if n.type == "file")
+    if folders:
+        raise PermanentError(f"{target / folders[0]} is a folder where the snapshot has a file; move it away first")
+    needed = sum(n.size for n in nodes if n.type == "file" and n.path not in there)
     free = shutil.disk_usage(target).free
     if needed > free:
         raise PermanentError(
@@ -64,8 +69,12 @@ def restore(
         path = target / node.path
         if not path.parent.resolve().is_relative_to(root):  # a symlink in the target must not lead out of it
             raise PermanentError(f"{path.parent} leads outside {target} (a symlink); not writing {node.path}")
-        if node.type == "dir":
-            path.mkdir(parents=True, exist_ok=True)
+        if node.path in there:
+            pass
+        elif node.type == "dir":
+            if os.path.lexists(path):
+                path.unlink()  # a file or symlink in the way, and --overwrite was given
+            path.mkdir(parents=True)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             if node.type == "symlink":
@@ -75,6 +84,9 @@ def restore(
         counts[node.type] += 1
     for node in reversed(nodes):  # folders last, deepest first: writing into a folder changes its mtime
         if node.type == "dir":
+            os.chmod(target / node.path, node.mode, follow_symlinks=False)
+            os.utime(target / node.path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+        elif node.path in there and node.type == "file":
             os.chmod(target / node.path, node.mode)
             os.utime(target / node.path, ns=(node.mtime_ns, node.mtime_ns))
     return RestoredFiles(
@@ -85,6 +97,22 @@ def restore(
         symlinks=counts["symlink"],
         bytes=needed,
     )
+
+
+def _already_there(path: Path, node: Node) -> bool:
+    """Does the target hold exactly this node already (same folder, link target, or size and content)?"""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if node.type == "dir":
+        return stat.S_ISDIR(info.st_mode)
+    if node.type == "symlink":
+        return stat.S_ISLNK(info.st_mode) and os.readlink(path) == node.target
+    if not stat.S_ISREG(info.st_mode) or info.st_size != node.size:
+        return False
+    with open(path, "rb") as handle:
+        return file_sha256(handle)[0] == node.sha256
 
 
 def _write_file(store: BlobStore, node: Node, path: Path, identities: list[Any]) -> None:

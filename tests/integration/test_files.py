@@ -300,6 +300,21 @@ def test_a_symlink_in_the_target_cannot_lead_the_restore_outside_it(place: dict[
     target.mkdir()
     elsewhere.mkdir()
     os.symlink(elsewhere, target / "2024")
-    with pytest.raises(PermanentError, match="leads outside"):
-        file_restore.restore(place["storage"], taken, place["identities"], target, overwrite=True)
-    assert list(elsewhere.iterdir()) == []
+    before = elsewhere.stat()
+    path = "2024/12/01/invoice INV-0001.pdf"
+    with pytest.raises(PermanentError, match="leads outside"):  # only the file is restored: its folders are not
+        file_restore.restore(place["storage"], taken, place["identities"], target, prefix=path, overwrite=True)
+    with pytest.raises(PermanentError, match="already exist"):
+        file_restore.restore(place["storage"], taken, place["identities"], target)
+    file_restore.restore(place["storage"], taken, place["identities"], target, overwrite=True)
+    assert not (target / "2024").is_symlink() and (target / path).is_file()  # the link became the folder
+    assert list(elsewhere.iterdir()) == [] and elsewhere.stat().st_mode == before.st_mode
+
+
+def test_a_restore_that_ran_before_is_not_refused_for_its_own_files(place: dict[str, Any]) -> None:
+    """A retried restore finds the files its first attempt wrote: identical ones are not in the way."""
+    taken = snap(place)
+    target = place["tmp"] / "retried"
+    file_restore.restore(place["storage"], taken, place["identities"], target, prefix="2024")
+    result = file_restore.restore(place["storage"], taken, place["identities"], target)
+    assert file_tree(target) == file_tree(place["uploads"]) and result.files == 5
