@@ -309,8 +309,13 @@ def _node(
         totals.dirs += 1
         return Node(path=name, type="dir", mode=mode, mtime_ns=mtime)
     if stat.S_ISLNK(info.st_mode):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            skipped.append(Skipped(path=name, reason="vanished during the snapshot"))
+            return None
         totals.symlinks += 1
-        return Node(path=name, type="symlink", mode=mode, mtime_ns=mtime, target=os.readlink(path))
+        return Node(path=name, type="symlink", mode=mode, mtime_ns=mtime, target=target)
     if not stat.S_ISREG(info.st_mode):
         skipped.append(Skipped(path=name, reason="not a regular file, folder or symlink"))
         return None
@@ -321,15 +326,19 @@ def _node(
             sha, size, key = cached[4], info.st_size, cached[5]
         else:
             sha, size, key = _store(path, store, cache, totals)
-    except ChangedWhileReading:
-        skipped.append(Skipped(path=name, reason="changed while being read; the next snapshot takes it"))
-        return None
     except FileNotFoundError:
         skipped.append(Skipped(path=name, reason="vanished during the snapshot"))
         return None
-    except OSError as exc:
-        skipped.append(Skipped(path=name, reason=f"cannot read: {exc.strerror or exc}"))
-        return None
+    except (ChangedWhileReading, OSError) as exc:
+        reason = "changed while being read" if isinstance(exc, ChangedWhileReading) else "cannot read"
+        if isinstance(exc, OSError):
+            reason += f": {exc.strerror or exc}"
+        if not (cached and cached[5] in cache.known):
+            skipped.append(Skipped(path=name, reason=reason))
+            return None
+        # Its last good version stays in this snapshot: a passing problem is not a deletion.
+        skipped.append(Skipped(path=name, reason=reason + "; its previous version is kept"))
+        stamp, sha, size, key, mtime = cached[:4], cached[4], cached[0], cached[5], cached[1]
     files[name] = [*stamp, sha, key]
     totals.files += 1
     totals.bytes += size

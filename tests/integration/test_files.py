@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -318,3 +318,35 @@ def test_a_restore_that_ran_before_is_not_refused_for_its_own_files(place: dict[
     file_restore.restore(place["storage"], taken, place["identities"], target, prefix="2024")
     result = file_restore.restore(place["storage"], taken, place["identities"], target)
     assert file_tree(target) == file_tree(place["uploads"]) and result.files == 5
+
+
+def test_a_file_unreadable_for_a_while_keeps_its_previous_version(age_key: tuple[Path, str]) -> None:
+    """Unreadable in one snapshot is not deleted: the snapshot keeps its last good version and says so."""
+    user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+    base = Path(tempfile.mkdtemp(prefix="sppg-carry-"))
+    try:
+        uploads = make_uploads(base / "uploads")
+        if user:
+            for path in [base, *base.rglob("*")]:
+                os.lchown(path, user.pw_uid, user.pw_gid)
+        salary = uploads / "script.sh"
+
+        def work() -> str:
+            storage = open_storage((base / "storage").as_uri())
+            taken = []
+            for mode in (0o644, 0o000):
+                salary.chmod(mode)
+                snap_id = snapshots.reserve_id(storage, "files", datetime.now(UTC) + timedelta(seconds=len(taken)))
+                source = [snapshots.Source(uploads, "")]
+                taken.append(snapshots.take(storage, "files", source, [age_key[1]], base / "state", snap_id))
+            return json.dumps([t.model_dump(mode="json") for t in taken if t])
+
+        first, second = json.loads(as_user(user.pw_uid, user.pw_gid, work) if user else work())
+        assert second["skipped"] == [
+            {"path": "script.sh", "reason": "cannot read: Permission denied; its previous version is kept"}
+        ]
+        storage = open_storage((base / "storage").as_uri())
+        history = file_restore.history(storage, "files", crypto.load_identities(age_key[0]), "script.sh")
+        assert len(history) == 1 and history[0].last_snapshot == second["id"] and history[0].gone_in is None
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
