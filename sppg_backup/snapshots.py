@@ -128,7 +128,10 @@ def config_sources(paths: list[str], app_dir: Path | None) -> list[Source]:
             name = path.relative_to(app_dir).as_posix()
         else:
             name = path.as_posix().lstrip("/")
-        sources.append(Source(path, name))
+        sources.append(Source(path, "" if name == "." else name))
+        if path.is_symlink():  # e.g. .env -> /etc/erp/.env: keep the link and what it points to
+            real = path.resolve()
+            sources.append(Source(real, real.as_posix().lstrip("/")))
     return sources
 
 
@@ -245,8 +248,12 @@ def _take(
     skipped: list[Skipped] = []
     totals = _Totals()
     files: dict[str, list[Any]] = {}
+    seen: set[str] = set()
     for source in sources:
         for name, path, info in _walk(source, skipped):
+            if name in seen:  # named twice (a folder and a file in it): once is enough
+                continue
+            seen.add(name)
             node = _node(name, path, info, store, cache, skipped, totals, files)
             if node is not None:
                 nodes.append(node)
@@ -257,8 +264,8 @@ def _take(
     content_sha = hashlib.sha256(content).hexdigest()
     if only_if_changed:
         newest = newest_snapshot(storage, kind)
-        if newest is not None and newest.content_sha256 == content_sha and not skipped:
-            return None
+        if newest is not None and newest.content_sha256 == content_sha and newest.skipped == skipped:
+            return None  # also when the same file is still unreadable: one snapshot says so, not one per run
     index_sha = hashlib.sha256(index).hexdigest()
     indexes = BlobStore(storage, f"{kind}/indexes", recipients)
     index_key = indexes.key(index_sha)

@@ -350,3 +350,32 @@ def test_a_file_unreadable_for_a_while_keeps_its_previous_version(age_key: tuple
         assert len(history) == 1 and history[0].last_snapshot == second["id"] and history[0].gone_in is None
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_config_paths_the_app_folder_itself_a_linked_env_and_a_skipped_file(
+    tmp_path: Path, age_key: tuple[Path, str]
+) -> None:
+    app, etc = tmp_path / "opt" / "erp-sppg", tmp_path / "etc" / "erp"
+    (app / "nginx").mkdir(parents=True)
+    etc.mkdir(parents=True)
+    (etc / "env").write_text("JWT_SECRET=rahasia\n")
+    os.symlink(etc / "env", app / ".env")
+    (app / "nginx" / "erp.conf").write_text("server {}\n")
+    os.mkfifo(app / "control.fifo")  # not a file: skipped, every run
+    storage = open_storage((tmp_path / "storage").as_uri())
+    sources = snapshots.config_sources([str(app), str(app / ".env")], app)
+
+    def take() -> snapshots.Snapshot | None:
+        snap_id = snapshots.reserve_id(storage, "config", datetime.now(UTC))
+        return snapshots.take(storage, "config", sources, [age_key[1]], tmp_path / "s", snap_id, only_if_changed=True)
+
+    first = take()
+    assert first is not None and [s.path for s in first.skipped] == ["control.fifo"]
+    names = [n.path for n in snapshots.read_index(storage, first, crypto.load_identities(age_key[0]))]
+    assert len(names) == len(set(names)) and ".env" in names
+    assert take() is None  # the same skipped file is no reason for a new snapshot every 10 minutes
+    target = tmp_path / "restored"
+    file_restore.restore(storage, first, crypto.load_identities(age_key[0]), target)
+    assert (target / "nginx" / "erp.conf").read_text() == "server {}\n"
+    assert os.readlink(target / ".env") == str(etc / "env")
+    assert (target / etc.relative_to("/") / "env").read_text() == "JWT_SECRET=rahasia\n"  # what the link points to
