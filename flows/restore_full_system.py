@@ -16,6 +16,7 @@ from tasks.full import (
     choose_set,
     download_part,
     find_services,
+    remove_parts,
     report_full,
     restore_application,
     restore_image,
@@ -70,6 +71,7 @@ def restore_full_system(request: FullRestoreRequest | None = None, config_file: 
     except BaseException as error:
         report_full(settings, "restore.full", full.id, error, "Everything was restored, but the system is not healthy.")
         raise
+    remove_parts(settings, full.id)
     detail = restored_summary(full, app_dir, images, health)
     report_full(settings, "restore.full", full.id, None, detail)
     return {"set_id": full.id, "app_dir": app_dir, "images": images, "health": health, "status": "restored"}

@@ -5,9 +5,11 @@ configuration. Each part streams to storage (tar and `docker save` output, zstd,
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import re
+import shutil
 import tarfile
 import threading
 import time
@@ -64,8 +66,10 @@ def manifest_key(set_id: str) -> str:
 
 
 def part_key(set_id: str, name: str, encrypted: bool) -> str:
+    """full/<set>/<readable name>-<hash of the name>.tar.zst.age: two names never share a key."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-    return f"full/{set_id}/{safe}.tar.zst" + (".age" if encrypted else "")
+    tag = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"full/{set_id}/{safe}-{tag}.tar.zst" + (".age" if encrypted else "")
 
 
 def reserve_id(storage: Storage, now: datetime) -> str:
@@ -135,19 +139,24 @@ def backup_application(storage: Storage, set_id: str, app_dir: Path, recipients:
         raise PermanentError(f"bad setting SPPG_BACKUP_APP_DIR: {app_dir} is not a folder")
     skipped: list[str] = []
 
-    def unlisted(exc: OSError) -> None:
-        where = Path(exc.filename).relative_to(app_dir) if exc.filename else app_dir
-        skipped.append(f"{where}: cannot list: {exc.strerror or exc}")
+    def add_folder(tar: tarfile.TarFile, folder: Path) -> None:
+        """Each folder's entries right after it, as GNU tar orders them (its mtime is then restored)."""
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(f"{folder.relative_to(app_dir)}: cannot list: {exc.strerror or exc}")
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            problem = _add(tar, path, path.relative_to(app_dir).as_posix())
+            if problem:
+                skipped.append(f"{path.relative_to(app_dir)}: {problem}")
+            elif entry.is_dir(follow_symlinks=False):
+                add_folder(tar, path)
 
     def write_tar(sink: IO[bytes]) -> None:
         with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for folder, dirs, files in os.walk(app_dir, onerror=unlisted):
-                dirs.sort()
-                for name in sorted(dirs) + sorted(files):
-                    path = Path(folder) / name
-                    problem = _add(tar, path, path.relative_to(app_dir).as_posix())
-                    if problem:
-                        skipped.append(f"{path.relative_to(app_dir)}: {problem}")
+            add_folder(tar, app_dir)
 
     key = part_key(set_id, "application", bool(recipients))
     with _Produced(write_tar) as source:
@@ -309,10 +318,16 @@ def check_parts(storage: Storage, full: FullSet) -> None:
 def fetch(storage: Storage, part: Part, dest: Path) -> Path:
     """Download a part as stored and check its sha256 before anything is changed with it."""
     assert part.key is not None
-    reader = None
-    with storage.open_read(part.key) as raw, open(dest, "wb") as out:
-        reader = streams.HashingReader(raw)
-        streams.copy(reader, out)
+    free = shutil.disk_usage(dest.parent).free
+    if part.size > free:
+        raise PermanentError(f"{dest.parent} has {free} bytes free, {part.name} needs {part.size}; set SCRATCH_DIR")
+    try:
+        with storage.open_read(part.key) as raw, open(dest, "wb") as out:
+            reader = streams.HashingReader(raw)
+            streams.copy(reader, out)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
     if reader.sha256.hexdigest() != part.sha256 or reader.size != part.size:
         dest.unlink(missing_ok=True)
         raise CheckFailed("sha256", f"{storage.describe(part.key)}: sha256 mismatch, the stored part is corrupt")

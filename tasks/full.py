@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,6 +150,12 @@ def download_part(settings: Settings, set_id: str, part: full_system.Part) -> st
     full_system.fetch(destinations(settings).storage, part, dest)
     get_run_logger().info("%s: %s downloaded, sha256 matches", part.name, human_size(part.size))
     return str(dest)
+
+
+@task(name="clean-up", cache_policy=NO_CACHE)
+def remove_parts(settings: Settings, set_id: str) -> None:
+    """The downloaded parts, once everything is restored (after a failure they stay for the retry)."""
+    shutil.rmtree(parts_folder(settings, set_id), ignore_errors=True)
 
 
 @task(name="find-services", cache_policy=NO_CACHE, timeout_seconds=300)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,20 @@ def test_a_file_that_shrinks_while_read_keeps_the_archive_valid() -> None:
     reader = full_system._Exactly(io.BytesIO(b"only five"), 20)  # the file was 20 bytes when listed
     data = b"".join(iter(lambda: reader.read(7), b""))
     assert data == b"only five" + b"\0" * 11 and "shrank" in (reader.problem or "")
+
+
+def test_the_application_tar_comes_back_by_hand(tmp_path: Path, age_key: tuple[Path, str]) -> None:
+    """The README's command: age -d | zstd -d | tar -x gives the same folder."""
+    app = tmp_path / "app"
+    (app / "nginx").mkdir(parents=True)
+    (app / "nginx" / "erp.conf").write_text("server {}\n")
+    (app / "lampiran ü.pdf").write_bytes(os.urandom(5000))
+    os.symlink("nginx/erp.conf", app / "current.conf")
+    storage = open_storage((tmp_path / "storage").as_uri())
+    part = full_system.backup_application(storage, "erp_sppg_full_x", app, [age_key[1]])
+    assert part.key is not None
+    stored = tmp_path / "storage" / part.key
+    target = tmp_path / "by-hand"
+    target.mkdir()
+    subprocess.run(f"age -d -i {age_key[0]} '{stored}' | zstd -d | tar -x -C '{target}'", shell=True, check=True)
+    assert file_tree(target) == file_tree(app)
