@@ -157,37 +157,61 @@ class Version(BaseModel):
     gone_in: str | None = None  # the snapshot where the path was deleted (or replaced by a folder)
 
 
-def versions_of(snapshots: list[tuple[Snapshot, dict[str, Node]]], path: str) -> list[Version]:
-    """The versions of `path` across snapshots (oldest first): a new one starts when its content changes."""
-    found: list[Version] = []
-    current: Version | None = None
-    content: tuple[str, str | None, str | None] | None = None
+def all_versions(snapshots: list[tuple[Snapshot, dict[str, Node]]]) -> dict[str, list[Version]]:
+    """Every path's versions across snapshots (oldest first), in one pass: a new version starts when the
+    content (or link target) changes. Runs of snapshots sharing one index (nothing changed) cost one step."""
+    runs: list[tuple[Snapshot, Snapshot, dict[str, Node]]] = []
     for snapshot, nodes in snapshots:
-        node = nodes.get(path)
-        if node is None or node.type == "dir":
-            if current is not None:
-                found.append(current.model_copy(update={"gone_in": snapshot.id}))
-                current = None
-            continue
-        if current is not None and content == (node.type, node.sha256, node.target):
-            current = current.model_copy(update={"last_snapshot": snapshot.id, "last_seen": snapshot.created_at})
-            continue
-        if current is not None:
-            found.append(current)
-        content = (node.type, node.sha256, node.target)
-        current = Version(
-            number=len(found) + 1,
-            sha256=node.sha256,
-            size=node.size,
-            mtime=datetime.fromtimestamp(node.mtime_ns / 1e9, UTC),
-            first_snapshot=snapshot.id,
-            first_seen=snapshot.created_at,
-            last_snapshot=snapshot.id,
-            last_seen=snapshot.created_at,
+        if runs and runs[-1][0].index_key == snapshot.index_key:
+            runs[-1] = (runs[-1][0], snapshot, nodes)
+        else:
+            runs.append((snapshot, snapshot, nodes))
+    found: dict[str, list[Version]] = {}
+    open_: dict[str, list[Any]] = {}  # path -> [node, first snapshot, last snapshot] of its current version
+
+    def close(path: str, gone_in: str | None = None) -> None:
+        node, first, last = open_.pop(path)
+        versions = found.setdefault(path, [])
+        versions.append(
+            Version(
+                number=len(versions) + 1,
+                sha256=node.sha256,
+                size=node.size,
+                mtime=datetime.fromtimestamp(node.mtime_ns / 1e9, UTC),
+                first_snapshot=first.id,
+                first_seen=first.created_at,
+                last_snapshot=last.id,
+                last_seen=last.created_at,
+                gone_in=gone_in,
+            )
         )
-    if current is not None:
-        found.append(current)
+
+    for first, last, nodes in runs:
+        for path in [p for p in open_ if p not in nodes or nodes[p].type == "dir"]:
+            close(path, gone_in=first.id)
+        for path, node in nodes.items():
+            if node.type == "dir":
+                continue
+            current = open_.get(path)
+            if current is not None and (current[0].type, current[0].sha256, current[0].target) == (
+                node.type,
+                node.sha256,
+                node.target,
+            ):
+                current[2] = last
+                continue
+            if current is not None:
+                close(path)
+            open_[path] = [node, first, last]
+    for path in list(open_):
+        close(path)
     return found
+
+
+def versions_of(snapshots: list[tuple[Snapshot, dict[str, Node]]], path: str) -> list[Version]:
+    """The versions of one path."""
+    only = [(s, {path: nodes[path]} if path in nodes else {}) for s, nodes in snapshots]
+    return all_versions(only).get(path, [])
 
 
 def load_all(storage: Storage, kind: SnapshotKind, identities: list[Any]) -> list[tuple[Snapshot, dict[str, Node]]]:

@@ -8,6 +8,7 @@ uploads of a snapshot being taken right now are safe).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from typing import Any
 from . import snapshots
 from .audit import AuditTrail
 from .errors import NotFoundError
-from .file_restore import load_all, versions_of
+from .file_restore import all_versions, load_all
 from .snapshots import Node, Snapshot, SnapshotKind, manifest_key
 from .storage import Storage
 
@@ -35,21 +36,19 @@ def plan(loaded: list[tuple[Snapshot, dict[str, Node]]], now: datetime, days: in
         keep_ids.add(loaded[-1][0].id)  # the newest snapshot always stays
     reasons = {i: f"newer than {days} days or the newest" for i in keep_ids}
     position = {s.id: i for i, (s, _) in enumerate(loaded)}
-    paths = {p for _, nodes in loaded for p in nodes}
-    for path in sorted(paths):
-        history = versions_of(loaded, path)
+    kept_at = sorted(position[i] for i in keep_ids)
+    for path, history in sorted(all_versions(loaded).items()):
         for number, version in enumerate(history, start=1):
             newer = len(history) - number
             if version.first_seen < cutoff and newer >= keep_versions:
                 continue  # past retention with enough newer versions: this version may go
-            holders = [
-                s.id
-                for s, nodes in loaded[position[version.first_snapshot] : position[version.last_snapshot] + 1]
-                if path in nodes
-            ]
-            if not keep_ids.intersection(holders):
-                keep_ids.add(holders[-1])
-                reasons[holders[-1]] = f"holds version {number} of {path}"
+            # Every snapshot from its first to its last holds this version: is one of them kept?
+            start, end = position[version.first_snapshot], position[version.last_snapshot]
+            at = bisect.bisect_left(kept_at, start)
+            if at == len(kept_at) or kept_at[at] > end:
+                keep_ids.add(version.last_snapshot)
+                bisect.insort(kept_at, end)
+                reasons[version.last_snapshot] = f"holds version {number} of {path}"
     result = SnapshotPlan(reasons=reasons)
     for snapshot, _ in loaded:
         (result.keep if snapshot.id in keep_ids else result.delete).append(snapshot)

@@ -95,10 +95,13 @@ def test_uploads_backup_history_and_restore_of_one_version(
     ok(cli(*args, api=prefect_api))
     assert (target / "2024" / "12" / "01" / "invoice 1.pdf").read_bytes() == b"%PDF first"
     webhook.messages.clear()
-    again = cli(*args, api=prefect_api)  # the file is there now: never overwritten without --overwrite
+    restored = target / "2024" / "12" / "01" / "invoice 1.pdf"
+    restored.write_bytes(b"%PDF edited since")
+    again = cli(*args, api=prefect_api)  # a different file is there now: never overwritten without --overwrite
     lines = [line for line in again.stderr.splitlines() if line.strip()]
     assert again.returncode == 1 and len(lines) == 1 and "--overwrite" in lines[0], again.stderr
     assert [m["type"] for m in webhook.messages] == ["failure"]
+    assert restored.read_bytes() == b"%PDF edited since"
 
 
 def test_a_missing_uploads_folder_is_one_clear_error(
