@@ -45,16 +45,19 @@ def deployments() -> list[Any]:
             description="The guide's alert conditions.",
         ),
         backup_files.to_deployment(
+            concurrency_limit=1,
             name="every-5-minutes",
             schedule=Cron("*/5 * * * *", timezone=TIMEZONE),
             description="Incremental snapshot of the uploaded files.",
         ),
         backup_config.to_deployment(
+            concurrency_limit=1,
             name="every-10-minutes",
             schedule=Cron("*/10 * * * *", timezone=TIMEZONE),
             description="Snapshot of the configuration files when they changed.",
         ),
         prune_file_snapshots.to_deployment(
+            concurrency_limit=1,
             name="daily",
             schedule=Cron("30 2 * * *", timezone=TIMEZONE),
             description="Uploads lifecycle: 90 days, 5 versions of each file.",

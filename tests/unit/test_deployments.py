@@ -65,3 +65,13 @@ def test_serve_has_the_same_schedules() -> None:
             assert schedule.schedule.timezone == "Asia/Jakarta"
             served[deployment.flow_name] = schedule.schedule.cron
     assert served == EXPECTED
+
+
+def test_file_snapshots_never_run_twice_at_once() -> None:
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    limited = {d["entrypoint"] for d in config["deployments"] if d.get("concurrency_limit", {}).get("limit") == 1}
+    assert {
+        "flows/backup_files.py:backup_files",
+        "flows/backup_config.py:backup_config",
+        "flows/prune_file_snapshots.py:prune_file_snapshots",
+    } <= limited
