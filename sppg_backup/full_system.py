@@ -267,7 +267,7 @@ def discard(storage: Storage, set_id: str) -> None:
 
 def list_sets(storage: Storage) -> tuple[list[FullSet], list[tuple[str, str]]]:
     sets, unreadable = [], []
-    for obj in storage.list("full/"):
+    for obj in storage.list("full/" + PREFIX):
         if obj.key.count("/") != 1 or not obj.key.endswith(".manifest.json"):
             continue
         try:

@@ -17,6 +17,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -377,14 +378,26 @@ class SnapshotListing:
 
 
 def list_snapshots(storage: Storage, kind: SnapshotKind) -> SnapshotListing:
+    """Every manifest of this kind, read 8 at a time (one GET each); blobs and indexes are not listed."""
     listing = SnapshotListing()
-    for obj in storage.list(kind + "/"):
-        if "/" in obj.key[len(kind) + 1 :] or not obj.key.endswith(MANIFEST_SUFFIX):
-            continue
+    keys = [
+        obj.key
+        for obj in storage.list(f"{kind}/erp_sppg_{kind}_")
+        if "/" not in obj.key[len(kind) + 1 :] and obj.key.endswith(MANIFEST_SUFFIX)
+    ]
+
+    def read(key: str) -> Snapshot | tuple[str, str]:
         try:
-            listing.snapshots.append(Snapshot.model_validate_json(get_bytes(storage, obj.key)))
+            return Snapshot.model_validate_json(get_bytes(storage, key))
         except (ValidationError, ValueError, BackupError) as exc:
-            listing.unreadable.append((obj.key, str(exc).splitlines()[0]))
+            return key, str(exc).splitlines()[0]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for result in pool.map(read, keys):
+            if isinstance(result, Snapshot):
+                listing.snapshots.append(result)
+            else:
+                listing.unreadable.append(result)
     listing.snapshots.sort(key=lambda s: s.created_at)
     return listing
 

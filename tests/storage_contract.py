@@ -76,6 +76,20 @@ class StorageContract:
         assert len(list(storage.list(""))) == 4
         assert list(storage.list("nothing/")) == []
 
+    def test_list_by_a_prefix_that_ends_inside_a_name(self, storage: Storage) -> None:
+        for key in ("files/erp_1.manifest.json", "files/erp_2.manifest.json", "files/blobs/ab/x", "files/e/y", "f/z"):
+            put_bytes(storage, key, b"1")
+        assert sorted(o.key for o in storage.list("files/erp_")) == [
+            "files/erp_1.manifest.json",
+            "files/erp_2.manifest.json",
+        ]
+        assert sorted(o.key for o in storage.list("files/e")) == [
+            "files/e/y",
+            "files/erp_1.manifest.json",
+            "files/erp_2.manifest.json",
+        ]
+        assert [o.key for o in storage.list("files/blobs/a")] == ["files/blobs/ab/x"]
+
     def test_missing_key_is_not_found(self, storage: Storage) -> None:
         with pytest.raises(NotFoundError):
             storage.stat("no/such")

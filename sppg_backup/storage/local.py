@@ -173,7 +173,12 @@ class LocalStorage:
         if not self.root.is_dir():
             return
         for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames.sort()
+            # Only descend where keys can start with `prefix` (a walk of every blob to find a few manifests is slow).
+            here = Path(dirpath).relative_to(self.root).as_posix()
+            inside = "" if here == "." else here + "/"
+            dirnames[:] = sorted(
+                d for d in dirnames if (inside + d + "/").startswith(prefix) or prefix.startswith(inside + d + "/")
+            )
             for name in sorted(filenames):
                 if PARTIAL_MARK in name:
                     continue
