@@ -11,7 +11,15 @@ from sppg_backup.settings import load_settings
 from tasks.backup import dump_database, publish_backup
 from tasks.common import retrying
 from tasks.files import take_snapshot
-from tasks.full import backup_application, backup_image, discard_set, publish_set, report_full, reserve_set
+from tasks.full import (
+    backup_application,
+    backup_image,
+    check_sources,
+    discard_set,
+    publish_set,
+    report_full,
+    reserve_set,
+)
 
 
 @flow(name="backup-full-system", description="Database, application files, Docker images and config as one set.")
@@ -20,6 +28,7 @@ def backup_full_system(config_file: str | None = None) -> dict[str, Any]:
     started = datetime.now(UTC)
     set_id = None
     try:
+        retrying(check_sources, settings)(settings)
         set_id = retrying(reserve_set, settings)(settings)
         # 1. Database backup.
         database = retrying(publish_backup, settings)(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import time
 from datetime import datetime
@@ -17,6 +18,10 @@ from .catalog import human_size, shown_time
 from .cli import app, backup_app, err, existing_storage, fail, out, restore_app, run
 from .errors import ConfigError
 from .settings import load_settings
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
 
 
 def _print_snapshot(result: dict[str, Any], as_json: bool) -> None:
@@ -66,7 +71,7 @@ def backup_files_command(
         _print_snapshot(run(backup_files), as_json)
         return
     if settings.uploads_dir is None or not settings.uploads_dir.is_dir():
-        fail(ConfigError(f"bad setting SPPG_BACKUP_UPLOADS_DIR: {settings.uploads_dir} is not a folder"))
+        fail(ConfigError(f"bad setting SPPG_BACKUP_UPLOADS_DIR: {settings.uploads_dir or '(empty)'} is not a folder"))
     last: set[tuple[str, int, int, int]] | None = None
     signal.signal(signal.SIGTERM, _stop)  # a service manager stops it like Ctrl-C does
     out.print(f"watching {settings.uploads_dir} every {interval:g} s; Ctrl-C stops", highlight=False)
@@ -107,9 +112,10 @@ def _print_restored(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, indent=2))
     else:
+        same = f"; {result['already_there']} already there, left as they were" if result["already_there"] else ""
         out.print(
-            f"restored {result['files']} files ({human_size(result['bytes'])}) of {result['snapshot']} "
-            f"into {result['target']}",
+            f"restored {_files(result['files'])} ({human_size(result['bytes'])}) of {result['snapshot']} "
+            f"into {result['target']}{same}",
             highlight=False,
         )
 
@@ -145,17 +151,21 @@ def restore_config_command(
     target: Annotated[Path, typer.Option(help="Folder to restore into (e.g. /opt/erp-sppg).")],
     snapshot_id: Annotated[str | None, typer.Argument(help="Snapshot id; the newest when omitted.")] = None,
     latest: Annotated[bool, typer.Option("--latest", help="The newest snapshot.")] = False,
+    snapshot: Annotated[str | None, typer.Option(help="Snapshot id (same as the argument).")] = None,
+    path: Annotated[str | None, typer.Option(help="Only this file or folder, e.g. .env or nginx.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace files that exist in the target.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Restore the configuration files (the restore-config flow); then restart the services."""
     run(load_settings)
-    if snapshot_id and latest:
-        fail(ConfigError("give a snapshot id or --latest, not both"))
+    if sum(bool(x) for x in (snapshot_id, snapshot, latest)) > 1:
+        fail(ConfigError("give one of a snapshot id, --snapshot or --latest"))
     from flows.restore_files import restore_config
     from tasks.files import FilesRestoreRequest
 
-    request = FilesRestoreRequest(target=str(target.resolve()), snapshot_id=snapshot_id, overwrite=overwrite)
+    request = FilesRestoreRequest(
+        target=str(target.resolve()), snapshot_id=snapshot_id or snapshot, path=path, overwrite=overwrite
+    )
     _print_restored(run(restore_config, request=request), as_json)
 
 
@@ -192,4 +202,7 @@ def history_command(
             (v.sha256 or "symlink")[:16],
         )
     out.print(table)
-    out.print(f"restore one: sppg-backup restore files --snapshot SNAPSHOT --path {path} --target DIR", highlight=False)
+    out.print(
+        f"restore one: sppg-backup restore {kind} --snapshot SNAPSHOT --path {shlex.quote(path)} --target DIR",
+        highlight=False,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,9 @@ def connect() -> Any:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as exc:
-        raise PermanentError(f"cannot reach the Docker engine (DOCKER_HOST): {_first_line(exc)}") from None
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock (DOCKER_HOST is not set)"
+        reason = "no such socket" if "FileNotFoundError" in str(exc) else _first_line(exc)
+        raise PermanentError(f"cannot reach the Docker engine at {where}: {reason}; is dockerd running?") from None
     return client
 
 

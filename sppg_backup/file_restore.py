@@ -26,6 +26,7 @@ class RestoredFiles(BaseModel):
     dirs: int
     symlinks: int
     bytes: int
+    already_there: int = 0  # files identical in the target, left as they were
 
 
 def restore(
@@ -41,10 +42,12 @@ def restore(
     Checked before anything is written: no existing file is in the way (unless `overwrite`), and the
     target's disk has room. Each file is written to a temporary name and renamed once its sha256 matched.
     """
-    nodes = select(read_index(storage, snapshot, identities), prefix)
+    nodes = select(read_index(storage, snapshot, identities), prefix, snapshot.id)
     bad = [n.path for n in nodes if unsafe_path(n.path)]
     if bad:
         raise CheckFailed("index", f"snapshot {snapshot.id} names a path outside its root: {bad[0]!r}")
+    if target.exists() and not target.is_dir():
+        raise PermanentError(f"--target {target} is a file, not a folder; give the folder to restore into")
     target.mkdir(parents=True, exist_ok=True)
     there = {n.path for n in nodes if _already_there(target / n.path, n)}  # e.g. a retried run's first part
     in_the_way = [n.path for n in nodes if n.path not in there and os.path.lexists(target / n.path)]
@@ -70,8 +73,8 @@ def restore(
         if not path.parent.resolve().is_relative_to(root):  # a symlink in the target must not lead out of it
             raise PermanentError(f"{path.parent} leads outside {target} (a symlink); not writing {node.path}")
         if node.path in there:
-            pass
-        elif node.type == "dir":
+            continue
+        if node.type == "dir":
             if os.path.lexists(path):
                 path.unlink()  # a file or symlink in the way, and --overwrite was given
             path.mkdir(parents=True)
@@ -96,6 +99,7 @@ def restore(
         dirs=counts["dir"],
         symlinks=counts["symlink"],
         bytes=needed,
+        already_there=len([n for n in nodes if n.type == "file" and n.path in there]),
     )
 
 
@@ -238,5 +242,9 @@ def load_all(storage: Storage, kind: SnapshotKind, identities: list[Any]) -> lis
 def history(storage: Storage, kind: SnapshotKind, identities: list[Any], path: str) -> list[Version]:
     found = versions_of(load_all(storage, kind, identities), path.strip("/"))
     if not found:
-        raise PermanentError(f"{path} is in no {kind} snapshot; `sppg-backup list --kind {kind}` shows them")
+        raise PermanentError(
+            f"no file {path.strip('/')!r} in any {kind} snapshot: give a file (not a folder), named relative to "
+            f"the backed-up folder{' or APP_DIR' if kind == 'config' else ''}, e.g. "
+            f"{'nginx/erp.conf' if kind == 'config' else '2024/12/01/invoice.pdf'}"
+        )
     return found

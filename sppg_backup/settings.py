@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         "age_recipients", "notify_urls", "services", "config_paths", "docker_images", mode="before"
     )(_split_commas)
 
+    @field_validator(
+        "age_identity_file", "gcp_service_account_file", "metrics_file", "audit_log", "scratch_dir", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @field_validator("uploads_dir", "app_dir", mode="before")
     @classmethod
     def _check_directory(cls, value: Any) -> Any:

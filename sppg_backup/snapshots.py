@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .blobs import BlobStore, ChangedWhileReading, file_sha256
-from .errors import BackupError, NotFoundError
+from .errors import BackupError, NotFoundError, PermanentError
 from .storage import Storage, get_bytes, put_bytes
 
 SnapshotKind = Literal["files", "config"]
@@ -258,6 +258,8 @@ def _take(
             node = _node(name, path, info, store, cache, skipped, totals, files)
             if node is not None:
                 nodes.append(node)
+    if totals.files == 0:
+        _refuse_if_everything_went(storage, kind, cache, sources)
     index = "".join(n.model_dump_json(exclude_none=True) + "\n" for n in nodes).encode()
     content = "".join(
         n.model_dump_json(exclude_none=True, exclude={"mtime_ns"}) + "\n" for n in nodes if n.type != "dir"
@@ -300,6 +302,21 @@ def _take(
     cache.known = {f[5] for f in files.values()} | {index_key}
     cache.save()
     return snapshot
+
+
+def _refuse_if_everything_went(storage: Storage, kind: SnapshotKind, cache: _Cache, sources: list[Source]) -> None:
+    """No file at all where the last snapshot had some is far likelier an unmounted volume than a real deletion;
+    an empty snapshot would become the newest one, the one a restore picks."""
+    before = len(cache.files) if cache.snapshot else None
+    if before is None:
+        newest = newest_snapshot(storage, kind)
+        before = newest.files if newest else 0
+    if before:
+        where = ", ".join(str(s.path) for s in sources)
+        raise PermanentError(
+            f"{where} holds no files, but the last {kind} snapshot had {before}: is the volume mounted? "
+            "No snapshot was taken (remove the old snapshots by hand if the files were really all deleted)"
+        )
 
 
 def _node(
@@ -442,14 +459,17 @@ class _Collect:
         return b"".join(self._parts)
 
 
-def select(nodes: list[Node], prefix: str | None) -> list[Node]:
+def select(nodes: list[Node], prefix: str | None, snapshot: str = "the snapshot") -> list[Node]:
     """The nodes at or below `prefix` (a path inside the snapshot); all of them without one."""
     if not prefix:
         return nodes
     wanted = prefix.strip("/")
     chosen = [n for n in nodes if n.path == wanted or n.path.startswith(wanted + "/")]
     if not chosen:
-        raise NotFoundError(f"no path {prefix!r} in the snapshot")
+        raise NotFoundError(
+            f"no path {wanted!r} in {snapshot}: paths are relative to the backed-up folder "
+            "(e.g. 2024/12/01/invoice.pdf); `sppg-backup history PATH` shows which snapshots hold a file"
+        )
     return chosen
 
 

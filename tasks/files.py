@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from sppg_backup import crypto, file_restore, metrics, notify, snapshot_retention, snapshots
 from sppg_backup.catalog import human_size
-from sppg_backup.errors import CheckFailed, ConfigError
+from sppg_backup.errors import ConfigError
 from sppg_backup.settings import Settings
 from tasks.common import audit_trail, destinations, who
 
@@ -23,14 +23,17 @@ def sources(settings: Settings, kind: snapshots.SnapshotKind) -> list[snapshots.
             raise ConfigError("bad setting SPPG_BACKUP_CONFIG_PATHS: empty; name the files and folders to keep")
         return snapshots.config_sources(settings.config_paths, settings.app_dir)
     if settings.uploads_dir is None or not settings.uploads_dir.is_dir():
-        raise ConfigError(f"bad setting SPPG_BACKUP_UPLOADS_DIR: {settings.uploads_dir} is not a folder")
+        raise ConfigError(f"bad setting SPPG_BACKUP_UPLOADS_DIR: {settings.uploads_dir or '(empty)'} is not a folder")
     return [snapshots.Source(settings.uploads_dir, "")]
 
 
 def identities(settings: Settings) -> list[Any]:
     """The private keys that read encrypted snapshots and backups."""
     if settings.age_identity_file is None:
-        raise CheckFailed("decrypt", "SPPG_BACKUP_AGE_IDENTITY_FILE is not set: cannot read encrypted backups")
+        raise ConfigError(
+            "bad setting SPPG_BACKUP_AGE_IDENTITY_FILE: not set; point it at the private key file "
+            "(the one `sppg-backup keygen` wrote) to read encrypted backups"
+        )
     return crypto.load_identities(settings.age_identity_file)
 
 

@@ -14,11 +14,23 @@ from pydantic import BaseModel, Field
 
 from sppg_backup import docker_services, full_system, notify
 from sppg_backup.catalog import Manifest, human_size
-from sppg_backup.errors import CheckFailed
+from sppg_backup.errors import CheckFailed, ConfigError
 from sppg_backup.settings import Settings
 from sppg_backup.snapshots import Snapshot
 from tasks.common import audit_trail, destinations, who
 from tasks.files import identities
+
+
+@task(name="check-sources", cache_policy=NO_CACHE, timeout_seconds=300)
+def check_sources(settings: Settings) -> None:
+    """Before the database is dumped: the application folder, the Docker engine and every image are there."""
+    if settings.app_dir is None or not settings.app_dir.is_dir():
+        raise ConfigError(f"bad setting SPPG_BACKUP_APP_DIR: {settings.app_dir or '(empty)'} is not a folder")
+    if settings.docker_images:
+        client = docker_services.connect()
+        for ref in settings.docker_images:
+            full_system.find_image(client, ref)
+    get_run_logger().info("APP_DIR, the Docker engine and %d images are there", len(settings.docker_images))
 
 
 @task(name="reserve-set-id", cache_policy=NO_CACHE, timeout_seconds=120)

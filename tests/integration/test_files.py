@@ -317,7 +317,7 @@ def test_a_restore_that_ran_before_is_not_refused_for_its_own_files(place: dict[
     target = place["tmp"] / "retried"
     file_restore.restore(place["storage"], taken, place["identities"], target, prefix="2024")
     result = file_restore.restore(place["storage"], taken, place["identities"], target)
-    assert file_tree(target) == file_tree(place["uploads"]) and result.files == 5
+    assert file_tree(target) == file_tree(place["uploads"]) and (result.files, result.already_there) == (4, 1)
 
 
 def test_a_file_unreadable_for_a_while_keeps_its_previous_version(age_key: tuple[Path, str]) -> None:
@@ -379,3 +379,24 @@ def test_config_paths_the_app_folder_itself_a_linked_env_and_a_skipped_file(
     assert (target / "nginx" / "erp.conf").read_text() == "server {}\n"
     assert os.readlink(target / ".env") == str(etc / "env")
     assert (target / etc.relative_to("/") / "env").read_text() == "JWT_SECRET=rahasia\n"  # what the link points to
+
+
+def test_an_empty_uploads_folder_is_refused_when_the_last_snapshot_had_files(place: dict[str, Any]) -> None:
+    """An unmounted volume must not become the newest snapshot, the one a restore picks by default."""
+    first = snap(place)
+    for path in sorted(place["uploads"].rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+    for state in (True, False):  # with the local cache, and on a new machine without it
+        if not state:
+            shutil.rmtree(place["state"])
+        with pytest.raises(PermanentError, match=f"holds no files, but the last files snapshot had {first.files}"):
+            snap(place)
+    assert [s.id for s in snapshots.list_snapshots(place["storage"], "files").snapshots] == [first.id]
+
+
+def test_a_target_that_is_a_file_is_one_clear_error(place: dict[str, Any]) -> None:
+    taken = snap(place)
+    not_a_folder = place["tmp"] / "a-file"
+    not_a_folder.write_text("x")
+    with pytest.raises(PermanentError, match="is a file, not a folder"):
+        file_restore.restore(place["storage"], taken, place["identities"], not_a_folder)

@@ -68,6 +68,9 @@ def test_config_is_snapshotted_only_when_it_changed_and_restores_in_place(
     target = files_env["tmp"] / "restored"
     ok(cli("restore", "config", listed[0]["id"], "--target", str(target), api=prefect_api))
     assert (target / ".env").read_text() == SECRET + "\n"
+    only = files_env["tmp"] / "only-env"  # one broken file back, from the newest snapshot
+    ok(cli("restore", "config", "--latest", "--path", ".env", "--target", str(only), api=prefect_api))
+    assert [p.name for p in only.iterdir()] == [".env"]
     assert (target / ".env").stat().st_mode & 0o777 == 0o600
     assert (target / "nginx" / "conf.d" / "erp.conf").read_text() == "server { listen 443 ssl; }\n"
     outside = files_env["outside"]

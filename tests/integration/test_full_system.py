@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from sppg_backup.catalog import list_backups
 from sppg_backup.storage import open_storage
 from tests.conftest import DockerEngine
 from tests.dbcheck import drop, table_contents
@@ -156,7 +157,8 @@ def test_a_missing_image_fails_the_full_backup_and_lists_nothing(
     line = one_error(cli("backup", "full", api=prefect_api))
     assert "erp-sppg-web:missing" in line and "DOCKER_IMAGES" in line
     storage = open_storage(system["STORAGE_URL"])
-    assert [o.key for o in storage.list("full/")] == []  # no manifest, and the stored parts were removed
+    assert [o.key for o in storage.list("full/")] == []  # checked before anything was stored
+    assert list_backups(storage).backups == []  # not even the database was dumped
     assert [m["type"] for m in webhook.messages][-1] == "failure"
 
 
