@@ -400,3 +400,20 @@ def test_a_target_that_is_a_file_is_one_clear_error(place: dict[str, Any]) -> No
     not_a_folder.write_text("x")
     with pytest.raises(PermanentError, match="is a file, not a folder"):
         file_restore.restore(place["storage"], taken, place["identities"], not_a_folder)
+
+
+def test_a_whole_snapshot_comes_back_by_hand(place: dict[str, Any], age_key: tuple[Path, str]) -> None:
+    """The README's loop over the index: every regular file back with age, zstd and jq."""
+    taken = snap(place)
+    root = Path(place["storage"].root)
+    out = place["tmp"] / "out"
+    script = (
+        f"age -d -i {age_key[0]} {taken.index_key} | zstd -d | "
+        """jq -r 'select(.type=="file") | [.blob, .path] | @tsv' | """
+        f"""while IFS=$'\\t' read -r blob path; do mkdir -p "{out}/$(dirname "$path")"; """
+        f"""age -d -i {age_key[0]} "$blob" | zstd -d > "{out}/$path"; done"""
+    )
+    subprocess.run(["bash", "-c", script], cwd=root, check=True)
+    for node in snapshots.read_index(place["storage"], taken, place["identities"]):
+        if node.type == "file":
+            assert (out / node.path).read_bytes() == (place["uploads"] / node.path).read_bytes()
