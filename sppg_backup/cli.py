@@ -295,6 +295,9 @@ def list_snapshots(settings: Any, storage: Any, kind: Any, as_json: bool) -> Non
     if as_json:
         print(json.dumps([s.model_dump(mode="json") for s in listing.snapshots], indent=2))
         return
+    if not listing.snapshots and not listing.unreadable:
+        out.print(f"no {kind} snapshots in {settings.storage_url} yet (sppg-backup backup {kind})", highlight=False)
+        return
     table = Table(title=f"{kind.capitalize()} snapshots in {settings.storage_url}")
     for column in ("id", f"taken ({settings.timezone})", "files", "size", "uploaded", "skipped"):
         table.add_column(column)

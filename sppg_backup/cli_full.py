@@ -22,6 +22,9 @@ def list_sets(settings: Any, storage: Any, as_json: bool) -> None:
     if as_json:
         print(json.dumps([s.model_dump(mode="json") for s in sets], indent=2))
         return
+    if not sets and not unreadable:
+        out.print(f"no full-system backups in {settings.storage_url} yet (sppg-backup backup full)", highlight=False)
+        return
     table = Table(title=f"Full-system backups in {settings.storage_url}")
     for column in ("id", f"created ({settings.timezone})", "database", "images", "size"):
         table.add_column(column)
