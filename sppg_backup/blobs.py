@@ -7,13 +7,14 @@ the name never changes when keys rotate, and a reader checks the content against
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import IO, Any
 
 import zstandard
 
 from . import crypto, streams
 from .errors import CheckFailed, NotFoundError, PermanentError
-from .storage import Storage
+from .storage import ObjectInfo, Storage
 
 
 class ChangedWhileReading(Exception):
@@ -38,19 +39,13 @@ class BlobStore:
         """Store `source`, whose content must hash to `sha256`; the blob's key and stored size."""
         key = self.key(sha256)
         reader = streams.HashingReader(source)
-        packed = streams.compressor(reader, "zstd", self.level)
-        upload = self.storage.open_write(key)
-        try:
-            if self.recipients:
-                crypto.encrypt(packed, upload, self.recipients)
-            else:
-                streams.copy(packed, upload)
+
+        def same_content() -> None:
             if reader.sha256.hexdigest() != sha256:
                 raise ChangedWhileReading(key)
-        except BaseException:
-            upload.abort()
-            raise
-        return key, upload.commit().size
+
+        info = store_packed(self.storage, key, reader, self.recipients, self.level, same_content)  # type: ignore[arg-type]
+        return key, info.size
 
     def get(self, key: str, sink: Any, identities: list[Any], expected: str) -> int:
         """Write the blob's plain content to `sink`; its sha256 must be `expected`. Returns its size."""
@@ -91,3 +86,28 @@ def file_sha256(handle: IO[bytes]) -> tuple[str, int]:
         digest.update(chunk)
         size += len(chunk)
     return digest.hexdigest(), size
+
+
+def store_packed(
+    storage: Storage,
+    key: str,
+    source: IO[bytes],
+    recipients: list[str],
+    level: int | None = None,
+    check: Callable[[], None] | None = None,
+) -> ObjectInfo:
+    """zstd, then age to `recipients` (none: not encrypted), streamed to `key`; `check` runs before the commit.
+    Nothing is visible unless all of it arrived and the check passed."""
+    packed = streams.compressor(source, "zstd", level)
+    upload = storage.open_write(key)
+    try:
+        if recipients:
+            crypto.encrypt(packed, upload, recipients)
+        else:
+            streams.copy(packed, upload)
+        if check is not None:
+            check()
+    except BaseException:
+        upload.abort()
+        raise
+    return upload.commit()

@@ -23,6 +23,7 @@ from typing import IO, Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import crypto, streams
+from .blobs import store_packed
 from .errors import BackupError, CheckFailed, NotFoundError, PermanentError
 from .storage import Storage, get_bytes, put_bytes
 
@@ -85,17 +86,7 @@ def reserve_id(storage: Storage, now: datetime) -> str:
 
 def _store(storage: Storage, key: str, source: IO[bytes], recipients: list[str]) -> tuple[int, str]:
     """Compress, encrypt and upload `source`; nothing is visible unless all of it arrived."""
-    packed = streams.compressor(source, "zstd")
-    upload = storage.open_write(key)
-    try:
-        if recipients:
-            crypto.encrypt(packed, upload, recipients)
-        else:
-            streams.copy(packed, upload)
-    except BaseException:
-        upload.abort()
-        raise
-    info = upload.commit()
+    info = store_packed(storage, key, source, recipients)
     return info.size, info.sha256 or ""
 
 
