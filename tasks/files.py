@@ -96,8 +96,9 @@ def report_snapshot(
     values = {"backup_last_run_success": 0.0 if error else 1.0}
     if error:
         values["backup_last_failure_timestamp"] = datetime.now(UTC).timestamp()
-    elif snap:
-        values["backup_last_success_timestamp"] = snap.finished_at.timestamp()
+    else:  # a run that found nothing changed succeeded too
+        values["backup_last_success_timestamp"] = (snap.finished_at if snap else datetime.now(UTC)).timestamp()
+    if snap:
         values["backup_duration_seconds"] = snap.duration_seconds
     metrics.record({"kind": kind}, values, settings.metrics_file, settings.pushgateway_url)
     if error:

@@ -90,6 +90,8 @@ def test_uploads_backup_history_and_restore_of_one_version(
     ok(cli("backup", "files", api=prefect_api))
     invoice.write_bytes(b"%PDF second")
     ok(cli("backup", "files", api=prefect_api))
+    metrics = Path(files_env["METRICS_FILE"]).read_text()
+    assert 'backup_last_success_timestamp{kind="files"}' in metrics  # what the FilesSnapshotMissing alert watches
     versions = json.loads(ok(cli("history", "2024/12/01/invoice 1.pdf", "--json", api=prefect_api)))
     assert [v["size"] for v in versions] == [len(b"%PDF first"), len(b"%PDF second")]
     target = files_env["tmp"] / "back"
