@@ -57,6 +57,17 @@ def storage_usage(storage: Storage, quota: int | None) -> Usage | None:
     return Usage("storage", storage.url, sum(obj.size for obj in storage.list("")), quota)
 
 
+FILES_MAX_AGE = timedelta(hours=1)  # the snapshot runs every 5 minutes
+
+
+def files_alert(newest: datetime | None, now: datetime) -> Alert | None:
+    """Uploads snapshots stopped (or never started) on a host that has an uploads folder."""
+    if newest is not None and newest >= now - FILES_MAX_AGE:
+        return None
+    since = f"the newest is from {newest.isoformat(timespec='minutes')}" if newest else "there is none"
+    return Alert("files_snapshot_missing", f"no snapshot of the uploaded files in an hour ({since})")
+
+
 def evaluate(backups: list[Manifest], now: datetime, usages: list[Usage], limits: Thresholds) -> list[Alert]:
     alerts = []
     newest = backups[-1] if backups else None

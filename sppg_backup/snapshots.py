@@ -419,6 +419,18 @@ def list_snapshots(storage: Storage, kind: SnapshotKind) -> SnapshotListing:
     return listing
 
 
+def newest_time(storage: Storage, kind: SnapshotKind) -> datetime | None:
+    """When the newest snapshot of this kind was taken, from the manifest names alone (no GET per snapshot)."""
+    prefix = f"{kind}/erp_sppg_{kind}_"
+    stamps = [
+        obj.key[len(prefix) : -len(MANIFEST_SUFFIX)]
+        for obj in storage.list(prefix)
+        if "/" not in obj.key[len(kind) + 1 :] and obj.key.endswith(MANIFEST_SUFFIX)
+    ]
+    newest = max(stamps, default=None)
+    return datetime.strptime(newest, "%Y%m%d_%H%M%S").replace(tzinfo=UTC) if newest else None
+
+
 def newest_snapshot(storage: Storage, kind: SnapshotKind) -> Snapshot | None:
     snapshots = list_snapshots(storage, kind).snapshots
     return snapshots[-1] if snapshots else None

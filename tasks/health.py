@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from sppg_backup import health, metrics, notify, report
+from sppg_backup import health, metrics, notify, report, snapshots
 from sppg_backup.catalog import list_backups
 from sppg_backup.settings import Settings
 from tasks.common import destinations
@@ -22,7 +22,11 @@ def evaluate_health(settings: Settings) -> list[health.Alert]:
         usages.append(health.disk_usage("local", settings.local_dir))
     limits = health.Thresholds(settings.max_backup_age_hours, settings.size_drop_ratio, settings.storage_alert_ratio)
     regular = [m for m in list_backups(dest.storage).backups if m.purpose == "backup"]
-    alerts = health.evaluate(regular, datetime.now(UTC), usages, limits)
+    now = datetime.now(UTC)
+    alerts = health.evaluate(regular, now, usages, limits)
+    if settings.uploads_dir is not None and settings.uploads_dir.is_dir():  # this host keeps uploads
+        files = health.files_alert(snapshots.newest_time(dest.storage, "files"), now)
+        alerts += [files] if files else []
     for usage in usages:
         metrics.record(
             {"location": usage.location},

@@ -156,3 +156,14 @@ def read_index_of_newest(storage: Any, env: dict[str, Any]) -> list[Any]:
 
     newest = list_snapshots(storage, "files").snapshots[-1]
     return snapshots.read_index(storage, newest, crypto.load_identities(Path(env["AGE_IDENTITY_FILE"])))
+
+
+def test_status_alerts_when_uploads_snapshots_stop(files_env: dict[str, Any], prefect_api: str, webhook: Any) -> None:
+    def files_alerts() -> list[str]:
+        result = cli("status", "--json", api=prefect_api)
+        return [a["name"] for a in json.loads(result.stdout)["alerts"] if a["name"].startswith("files")]
+
+    assert files_alerts() == ["files_snapshot_missing"]  # an uploads folder and no snapshot of it
+    ok(cli("backup", "files", api=prefect_api))
+    assert files_alerts() == []
+    assert any("files_snapshot_missing" in json.dumps(m) for m in webhook.messages)  # announced when it started

@@ -56,3 +56,14 @@ def test_transitions_announce_start_and_clear_once() -> None:
     started, cleared, state3 = transitions(state2, [], later)
     assert started == [] and cleared == ["backup_missing"] and state3 == {}
     assert datetime.fromisoformat(state["backup_missing"]["since"]).tzinfo == UTC
+
+
+def test_uploads_snapshots_older_than_an_hour_or_none_alert() -> None:
+    from sppg_backup.health import files_alert
+
+    now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    assert files_alert(now - timedelta(minutes=5), now) is None
+    stale = files_alert(now - timedelta(minutes=70), now)
+    assert stale is not None and stale.name == "files_snapshot_missing" and "2026-11-24T01:50" in stale.summary
+    missing = files_alert(None, now)
+    assert missing is not None and "there is none" in missing.summary
