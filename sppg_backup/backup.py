@@ -5,12 +5,21 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from . import __version__, crypto, postgres, streams
-from .catalog import Manifest, Source, data_key, delete_backup, manifest_key, new_backup_id, write_manifest
-from .errors import BackupError, NotFoundError, PermanentError
+from .catalog import (
+    Manifest,
+    Source,
+    data_key,
+    delete_backup,
+    free_id,
+    manifest_key,
+    new_backup_id,
+    write_manifest,
+)
+from .errors import BackupError, PermanentError
 from .settings import Settings
 from .storage import Storage, open_storage
 from .storage.local import LocalStorage
@@ -57,14 +66,7 @@ def check_source(settings: Settings) -> postgres.ServerInfo:
 
 def reserve_id(storage: Storage, now: datetime) -> str:
     """A backup id for `now`, moved on by a second while an earlier backup holds it."""
-    moment = now
-    while True:
-        backup_id = new_backup_id(moment)
-        try:
-            storage.stat(manifest_key("db", backup_id))
-        except NotFoundError:
-            return backup_id
-        moment += timedelta(seconds=1)
+    return free_id(storage, now, new_backup_id, lambda backup_id: manifest_key("db", backup_id))
 
 
 def dump(

@@ -50,14 +50,9 @@ class BlobStore:
     def get(self, key: str, sink: Any, identities: list[Any], expected: str) -> int:
         """Write the blob's plain content to `sink`; its sha256 must be `expected`. Returns its size."""
         checked = _HashingWriter(sink)
-        plain = streams.decompressing_writer(checked, "zstd")  # type: ignore[arg-type]
         try:
             with self.storage.open_read(key) as raw:
-                if key.endswith(".age"):
-                    crypto.decrypt(raw, plain, identities)
-                else:
-                    streams.copy(raw, plain)
-            plain.finish()
+                unpack(raw, checked, "zstd", key.endswith(".age"), identities)
         except NotFoundError:
             raise NotFoundError(f"blob {self.storage.describe(key)} is missing") from None
         except PermanentError as exc:
@@ -111,3 +106,13 @@ def store_packed(
         upload.abort()
         raise
     return upload.commit()
+
+
+def unpack(raw: IO[bytes], sink: Any, compression: streams.Compression, encrypted: bool, identities: list[Any]) -> None:
+    """The inverse of store_packed: decrypt (when encrypted) and decompress `raw` into `sink`."""
+    plain = streams.decompressing_writer(sink, compression)
+    if encrypted:
+        crypto.decrypt(raw, plain, identities)
+    else:
+        streams.copy(raw, plain)
+    plain.finish()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -72,6 +73,18 @@ class Manifest(BaseModel):
 def new_backup_id(now: datetime) -> str:
     """erp_sppg_backup_YYYYMMDD_HHMMSS, in UTC."""
     return PREFIX + now.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+
+
+def free_id(storage: Storage, now: datetime, name: Callable[[datetime], str], key: Callable[[str], str]) -> str:
+    """The id `name` gives `now`, moved on by a second while an earlier backup's manifest (`key`) holds it."""
+    moment = now
+    while True:
+        candidate = name(moment)
+        try:
+            storage.stat(key(candidate))
+        except NotFoundError:
+            return candidate
+        moment += timedelta(seconds=1)
 
 
 def data_key(kind: Kind, backup_id: str, compression: str, encrypted: bool) -> str:

@@ -16,14 +16,15 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from . import crypto, streams
-from .blobs import store_packed
+from . import streams
+from .blobs import store_packed, unpack
+from .catalog import free_id
 from .errors import BackupError, CheckFailed, NotFoundError, PermanentError
 from .storage import Storage, get_bytes, put_bytes
 
@@ -74,14 +75,7 @@ def part_key(set_id: str, name: str, encrypted: bool) -> str:
 
 
 def reserve_id(storage: Storage, now: datetime) -> str:
-    moment = now
-    while True:
-        candidate = PREFIX + moment.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
-        try:
-            storage.stat(manifest_key(candidate))
-        except NotFoundError:
-            return candidate
-        moment += timedelta(seconds=1)
+    return free_id(storage, now, lambda moment: PREFIX + moment.astimezone(UTC).strftime("%Y%m%d_%H%M%S"), manifest_key)
 
 
 def _store(storage: Storage, key: str, source: IO[bytes], recipients: list[str]) -> tuple[int, str]:
@@ -330,13 +324,8 @@ def opened(stored: Path, identities: list[Any]) -> Iterator[IO[bytes]]:
     """The plain content of a fetched part, decrypted and decompressed while it is read."""
 
     def decode(sink: IO[bytes]) -> None:
-        plain = streams.decompressing_writer(sink, "zstd")
         with open(stored, "rb") as raw:
-            if stored.name.endswith(".age"):
-                crypto.decrypt(raw, plain, identities)
-            else:
-                streams.copy(raw, plain)
-        plain.finish()
+            unpack(raw, sink, "zstd", stored.name.endswith(".age"), identities)
 
     with _Produced(decode) as source:
         yield io.BufferedReader(source, streams.CHUNK)  # type: ignore[arg-type]

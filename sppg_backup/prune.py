@@ -59,9 +59,14 @@ def prune(
             result.deleted.append(key)
             result.reasons[key] = f"incomplete (no manifest), older than {policy.max_age_days} days"
             if not dry_run:
-                where = storage.describe(key)
-                audit.record("prune.delete", key, "started", location=where, reason=result.reasons[key])
-                with contextlib.suppress(NotFoundError):
-                    storage.delete(key)
-                audit.record("prune.delete", key, "deleted", location=where)
+                audited_delete(storage, key, key, result.reasons[key], audit)
     return result
+
+
+def audited_delete(storage: Storage, key: str, target: str, reason: str, audit: AuditTrail) -> None:
+    """Delete one object, written to the audit trail before (and after) it happens."""
+    where = storage.describe(key)
+    audit.record("prune.delete", target, "started", location=where, reason=reason)
+    with contextlib.suppress(NotFoundError):
+        storage.delete(key)
+    audit.record("prune.delete", target, "deleted", location=where)

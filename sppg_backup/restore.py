@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import zstandard
 
-from . import crypto, postgres, streamed_restore, streams
+from . import postgres, streamed_restore, streams
+from .blobs import unpack
 from .catalog import Manifest
 from .errors import CheckFailed, PermanentError, TransientError
 from .growing import GrowingFile, Tracking
@@ -59,13 +60,8 @@ def fetch_dump(
 
 def _decode(reader: Any, out: Any, manifest: Manifest, identities: list[Any]) -> Exception | None:
     """Decrypt and decompress into `out`; return (not raise) a failure, so the checksum can be judged first."""
-    plain = streams.decompressing_writer(out, manifest.compression)
     try:
-        if manifest.encryption == "age":
-            crypto.decrypt(reader, plain, identities)
-        else:
-            streams.copy(reader, plain)
-        plain.finish()
+        unpack(reader, out, manifest.compression, manifest.encryption == "age", identities)
     except PermanentError as exc:
         return CheckFailed("decrypt", f"backup {manifest.id}: {exc}")
     except (zstandard.ZstdError, zlib.error, ValueError) as exc:

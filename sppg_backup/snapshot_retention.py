@@ -9,15 +9,14 @@ uploads of a snapshot being taken right now are safe).
 from __future__ import annotations
 
 import bisect
-import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from . import snapshots
 from .audit import AuditTrail
-from .errors import NotFoundError
 from .file_restore import all_versions, load_all
+from .prune import audited_delete
 from .snapshots import Node, Snapshot, SnapshotKind, manifest_key
 from .storage import Storage
 
@@ -98,10 +97,5 @@ def prune(
 
 
 def _delete(storage: Storage, key: str, target: str, reason: str, audit: AuditTrail, dry_run: bool) -> None:
-    if dry_run:
-        return
-    where = storage.describe(key)
-    audit.record("prune.delete", target, "started", location=where, reason=reason)
-    with contextlib.suppress(NotFoundError):
-        storage.delete(key)
-    audit.record("prune.delete", target, "deleted", location=where)
+    if not dry_run:
+        audited_delete(storage, key, target, reason, audit)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .blobs import BlobStore, ChangedWhileReading, file_sha256
+from .catalog import free_id
 from .errors import BackupError, NotFoundError, PermanentError
 from .storage import Storage, get_bytes, put_bytes
 
@@ -102,14 +103,7 @@ def manifest_key(kind: SnapshotKind, snap_id: str) -> str:
 
 
 def reserve_id(storage: Storage, kind: SnapshotKind, now: datetime) -> str:
-    moment = now
-    while True:
-        candidate = snapshot_id(kind, moment)
-        try:
-            storage.stat(manifest_key(kind, candidate))
-        except NotFoundError:
-            return candidate
-        moment += timedelta(seconds=1)
+    return free_id(storage, now, lambda moment: snapshot_id(kind, moment), lambda i: manifest_key(kind, i))
 
 
 @dataclass(frozen=True)

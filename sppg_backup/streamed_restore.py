@@ -45,8 +45,8 @@ def restore(
         loader = _Loader(url, f.fileno(), grown, toc, pg_restore, check, small_run)
         toc_file = archive.with_name(archive.name + ".toc")
         try:
-            toc_file.write_bytes(os.pread(f.fileno(), toc.length, 0))
-            loader.toc_bytes = toc_file.read_bytes()
+            loader.toc_bytes = os.pread(f.fileno(), toc.length, 0)
+            toc_file.write_bytes(loader.toc_bytes)
             pre = [e.dump_id for e in toc.entries if e.section == pgdump_format.SECTION_PRE_DATA]
             _run_list(pg_restore, url, toc_file, pre, [], check)
             loader.toc_file = toc_file

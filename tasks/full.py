@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from sppg_backup.settings import Settings
 from sppg_backup.snapshots import Snapshot
 from tasks.common import audit_trail, destinations, who
 from tasks.files import identities
+from tasks.restore import restore_folder
 
 
 @task(name="check-sources", cache_policy=NO_CACHE, timeout_seconds=300)
@@ -149,9 +149,7 @@ def choose_set(settings: Settings, request: FullRestoreRequest) -> full_system.F
 
 
 def parts_folder(settings: Settings, set_id: str) -> Path:
-    folder = (settings.scratch_dir or Path(tempfile.gettempdir())) / "sppg-restore" / set_id
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return folder
+    return restore_folder(settings, set_id)
 
 
 @task(name="download-part", cache_policy=INPUTS + RUN_ID, persist_result=True)

@@ -122,10 +122,15 @@ def start_again(settings: Settings, services: list[docker_services.Service]) -> 
     return "Services were started again."
 
 
-def archive_path(settings: Settings, backup_id: str) -> Path:
-    folder = (settings.scratch_dir or Path(tempfile.gettempdir())) / "sppg-restore"
+def restore_folder(settings: Settings, *parts: str) -> Path:
+    """Where restores keep their downloads (SCRATCH_DIR, else the system temp): sppg-restore/PARTS, private."""
+    folder = (settings.scratch_dir or Path(tempfile.gettempdir())).joinpath("sppg-restore", *parts)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return folder / f"{backup_id}.dump"
+    return folder
+
+
+def archive_path(settings: Settings, backup_id: str) -> Path:
+    return restore_folder(settings) / f"{backup_id}.dump"
 
 
 @task(name="download-backup", cache_policy=INPUTS + RUN_ID, persist_result=True)
