@@ -70,7 +70,11 @@ def deployments() -> list[Any]:
         restore_full_system.to_deployment(name="on-demand", description="The guide's complete system restore."),
         restore_files.to_deployment(name="on-demand", description="Restore uploaded files from a snapshot."),
         restore_config.to_deployment(name="on-demand", description="Restore the configuration files."),
-        restore_database.to_deployment(name="on-demand", description="The guide's manual database restore."),
+        restore_database.to_deployment(
+            name="on-demand",
+            description="The guide's manual database restore.",
+            enforce_parameter_schema=False,  # the form lists backups; a script may pass a bare id
+        ),
         recover_database_corruption.to_deployment(name="on-demand", description="Disaster scenario 1."),
         prune_backups.to_deployment(
             name="manual", parameters={"dry_run": True}, description="Apply retention now (dry run unless unticked)."

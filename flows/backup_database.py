@@ -16,6 +16,7 @@ from tasks.backup import (
     report_success,
     summary,
 )
+from tasks.choices import offer_backups
 from tasks.common import retrying
 
 
@@ -35,6 +36,7 @@ def backup_database(config_file: str | None = None) -> dict[str, Any]:
         pruned = retrying(prune_backups, settings)(settings)
         # 6. Send notification (success).
         report_success(settings, listed, pruned)
+        offer_backups(settings)
     except BaseException as error:
         # 6. Send notification (failure).
         report_failure(settings, error, listed)

@@ -7,13 +7,19 @@ from typing import Any
 from prefect import flow
 
 from sppg_backup.settings import load_settings
+from tasks.choices import offer_backups
 from tasks.common import retrying
-from tasks.health import announce_changes, evaluate_health
+from tasks.health import announce_changes, evaluate_health, report_health_failure
 
 
 @flow(name="check-backup-health", description="No backup in 25 h, size drop, failed verification, storage full.")
 def check_backup_health(config_file: str | None = None) -> dict[str, Any]:
     settings = load_settings(config_file)
-    alerts = retrying(evaluate_health, settings)(settings)
-    retrying(announce_changes, settings)(settings, alerts)
+    try:
+        alerts = retrying(evaluate_health, settings)(settings)
+        retrying(announce_changes, settings)(settings, alerts)
+        offer_backups(settings)
+    except BaseException as error:
+        report_health_failure(settings, error)
+        raise
     return {"healthy": not alerts, "alerts": [{"name": a.name, "summary": a.summary} for a in alerts]}

@@ -9,11 +9,19 @@ from prefect import flow
 
 from sppg_backup.settings import load_settings
 from tasks.backup import prune_backups as prune_task
+from tasks.backup import report_prune
+from tasks.choices import offer_backups
 from tasks.common import retrying
 
 
 @flow(name="prune-backups", description="Delete backups past retention; never the newest good one.")
 def prune_backups(dry_run: bool = False, config_file: str | None = None) -> list[dict[str, Any]]:
     settings = load_settings(config_file)
-    results = retrying(prune_task, settings)(settings, dry_run)
+    try:
+        results = retrying(prune_task, settings)(settings, dry_run)
+    except BaseException as error:
+        report_prune(settings, [], dry_run, error)
+        raise
+    report_prune(settings, results, dry_run)
+    offer_backups(settings)
     return [asdict(result) for result in results]

@@ -8,7 +8,7 @@ from prefect import flow
 
 from sppg_backup.settings import load_settings
 from tasks.common import retrying
-from tasks.files import prune_snapshots, report_snapshot
+from tasks.files import prune_snapshots, report_prune, report_snapshot
 
 
 @flow(name="prune-file-snapshots", description="Delete file snapshots past retention and blobs nothing refers to.")
@@ -19,6 +19,7 @@ def prune_file_snapshots(dry_run: bool = False, config_file: str | None = None) 
     except BaseException as error:
         report_snapshot(settings, "files", None, error, action="prune")
         raise
+    report_prune(settings, result, dry_run)
     return {
         "deleted_snapshots": result.deleted_snapshots,
         "deleted_objects": result.deleted_objects,

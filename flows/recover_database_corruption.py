@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from flows.restore_database import restore_database
 from sppg_backup.settings import load_settings
-from tasks.restore import RestoreRequest, find_errors, newest_verified
+from tasks.restore import RestoreRequest, find_errors, newest_verified, report_corruption
 
 
 class CorruptionRecovery(BaseModel):
@@ -33,18 +32,23 @@ def recover_database_corruption(
     request = request or CorruptionRecovery()
     settings = load_settings(config_file)
     names = list(request.services) if request.services is not None else list(settings.services)
-    # 1. Identify corruption in the backend's logs.
-    errors = find_errors(names) if names else {}
-    create_markdown_artifact(
-        key="corruption-errors",
-        markdown="# Error lines in the backend logs\n\n"
-        + "\n".join(f"## {name}\n\n```\n" + "\n".join(lines[-20:]) + "\n```" for name, lines in errors.items()),
-    )
-    # 2-5. Stop the application, restore the newest verified backup, verify (users count), restart.
-    result = restore_database(
-        RestoreRequest(
-            backup_id=newest_verified(settings), stop_services=names, confirm=request.confirm, dry_run=request.dry_run
-        ),
-        config_file,
-    )
+    errors: dict[str, list[str]] = {}
+    try:
+        # 1. Identify corruption in the backend's logs.
+        errors = find_errors(names) if names else {}
+        # 2-5. Stop the application, restore the newest verified backup, verify (users count), restart.
+        result = restore_database(
+            RestoreRequest(
+                backup_id=newest_verified(settings),
+                stop_services=names,
+                keep_services_running=not names,
+                confirm=request.confirm,
+                dry_run=request.dry_run,
+            ),
+            config_file,
+        )
+    except BaseException as error:
+        report_corruption(settings, errors, None, error, request.dry_run)
+        raise
+    report_corruption(settings, errors, result, None, request.dry_run)
     return {**result, "error_lines": {name: len(lines) for name, lines in errors.items()}}

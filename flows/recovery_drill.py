@@ -10,8 +10,7 @@ from sppg_backup.catalog import Manifest
 from sppg_backup.drill import AppTestResult, SmokeResult, Stopwatch, build_report
 from sppg_backup.errors import BackupError, CheckFailed
 from sppg_backup.settings import load_settings
-from sppg_backup.verify import scratch_file
-from tasks.common import retrying
+from tasks.common import retrying, scratch_folder
 from tasks.drill import (
     create_test_database,
     drop_test_database,
@@ -39,7 +38,8 @@ def recovery_drill(config_file: str | None = None) -> dict[str, Any]:
         # 1. Create test environment.
         target = create_test_database(settings)
         # 2. Restore latest backup to test environment.
-        with scratch_file(settings.scratch_dir, manifest.id) as archive:
+        with scratch_folder(settings) as folder:
+            archive = folder / f"{manifest.id}.dump"
             with watch("download"):
                 retrying(fetch_archive, settings)(settings, manifest, archive)
             with watch("restore"):

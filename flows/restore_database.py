@@ -5,61 +5,70 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from pydantic import Field
 
 from sppg_backup.catalog import Manifest
 from sppg_backup.docker_services import Service
+from sppg_backup.forms import CONFIG_FILE, Text
+from sppg_backup.recovery import RestorePlan
 from sppg_backup.settings import load_settings
-from tasks.common import retrying
+from tasks.choices import offer_backups
+from tasks.common import retrying, scratch_folder
 from tasks.restore import (
     RestoreRequest,
     download_and_restore,
     plan_restore,
-    remove_archive,
     report_restore,
     start_again,
     start_services,
     stop_services,
-    summary,
     take_safety_backup,
     target_url,
     verify_restore,
 )
 
+DEFAULTS = RestoreRequest()  # a default, not None: the UI's form opens filled in, every field editable
+REQUEST = (
+    "Pick the backup and the target, tick confirm, and Submit. Tick dry run first to see what would happen. If the "
+    "run fails, fix the cause and press Retry: the safety backup and the download are not repeated."
+)
+
 
 @flow(name="restore-database", description="Stop services, restore a backup, verify it, start services.")
-def restore_database(request: RestoreRequest | None = None, config_file: str | None = None) -> dict[str, Any]:
-    request = request or RestoreRequest()
+def restore_database(
+    request: RestoreRequest = Field(DEFAULTS, description=REQUEST),  # noqa: B008 - Prefect reads Field defaults
+    config_file: Text = Field("", description=CONFIG_FILE),  # noqa: B008
+) -> dict[str, Any]:
     settings = load_settings(config_file)
     url = target_url(settings, request)
-    # 2. List available backups: choose one, and look at the target.
-    plan = retrying(plan_restore, settings)(settings, request)
-    if request.dry_run:
-        return {
-            **plan.model_dump(mode="json", exclude={"manifest"}),
-            "status": "dry run",
-            "steps": plan.describe(settings.zone),
-        }
+    plan: RestorePlan | None = None
     safety: Manifest | None = None
     services: list[Service] = []
-    kept = None
     try:
-        if plan.safety_backup:
-            safety = take_safety_backup(settings, url, plan)
-        # 1. Stop application services.
-        services = stop_services(settings, plan.services) if plan.services else []
-        # 3. Restore from backup.
-        archive, kept = download_and_restore(settings, url, plan.manifest, keep_old=safety is None)
-        # 4. Verify restore.
-        verify_restore(settings, url, plan.manifest)
+        # 2. List available backups: choose one, and look at the target.
+        plan = retrying(plan_restore, settings)(settings, request)
+        if request.dry_run:
+            return report_restore(settings, request, plan)
+        # The download stays in this run's scratch folder after a failure, for the retry; it goes on success.
+        with scratch_folder(settings, keep_on_failure=True) as folder:
+            if plan.safety_backup:
+                safety = take_safety_backup(settings, url, plan)
+            # 1. Stop application services.
+            services = stop_services(settings, plan.services) if plan.services else []
+            # 3. Restore from backup.
+            _, kept = download_and_restore(settings, url, plan.manifest, keep_old=safety is None, folder=folder)
+            # 4. Verify restore.
+            verify_restore(settings, url, plan.manifest)
+        # 5. Restart application services.
+        if services:
+            start_services(settings, services)
     except BaseException as error:
         # 5. Restart application services, whatever happened.
-        if services:
-            start_again(settings, services)
-        report_restore(settings, plan, safety, error)
+        restarted = start_again(settings, services) if services else None
+        report_restore(settings, request, plan, safety, error=error, services=restarted)
+        if safety:
+            offer_backups(settings)
         raise
-    # 5. Restart application services.
-    if services:
-        start_services(settings, services)
-    remove_archive(archive)
-    report_restore(settings, plan, safety, None, kept)
-    return summary(plan, safety, kept)
+    result = report_restore(settings, request, plan, safety, kept)
+    offer_backups(settings)
+    return result

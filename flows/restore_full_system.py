@@ -9,14 +9,13 @@ from prefect import flow
 from flows.restore_database import restore_database
 from sppg_backup.docker_services import Service
 from sppg_backup.settings import load_settings
-from tasks.common import retrying
+from tasks.common import retrying, scratch_folder
 from tasks.full import (
     FullRestoreRequest,
     check_health,
     choose_set,
-    download_part,
+    download_parts,
     find_services,
-    remove_parts,
     report_full,
     restore_application,
     restore_image,
@@ -36,26 +35,28 @@ def restore_full_system(request: FullRestoreRequest | None = None, config_file: 
         full = retrying(choose_set, settings)(settings, request)
         set_id = full.id
         app_dir = target_folder(settings, request, full)
-        # 1. Download full backup (every part's sha256 is checked before anything changes).
-        stored = {p.name: retrying(download_part, settings)(settings, full.id, p) for p in full.parts if p.key}
-        # 2. Stop all services.
-        names = find_services(settings)
-        services = stop_services(settings, names) if names else []
-        # 3. Restore application files.
-        restore_application(settings, stored["application"], app_dir)
-        # 4. Restore Docker images.
-        images = {p.name: restore_image(settings, stored[p.name], p.name) for p in full.part("image")}
-        # 5. Restore database (the restore-database flow, with its safety backup and checks).
-        restore_database(
-            RestoreRequest(
-                backup_id=full.part("database")[0].ref,
-                target_url=request.target_url,
-                stop_services=[],
-                confirm=True,
-                safety_backup=request.safety_backup,
-            ),
-            config_file,
-        )
+        # The downloaded parts stay in this run's scratch folder after a failure, for the retry.
+        with scratch_folder(settings, keep_on_failure=True) as folder:
+            # 1. Download full backup (every part's sha256 is checked before anything changes).
+            stored = download_parts(settings, full, folder)
+            # 2. Stop all services.
+            names = find_services(settings)
+            services = stop_services(settings, names) if names else []
+            # 3. Restore application files.
+            restore_application(settings, stored["application"], app_dir)
+            # 4. Restore Docker images.
+            images = {p.name: restore_image(settings, stored[p.name], p.name) for p in full.part("image")}
+            # 5. Restore database (the restore-database flow, with its safety backup and checks).
+            restore_database(
+                RestoreRequest(
+                    backup_id=full.part("database")[0].ref,
+                    target_url=request.target_url,
+                    keep_services_running=True,
+                    confirm=True,
+                    safety_backup=request.safety_backup,
+                ),
+                config_file,
+            )
     except BaseException as error:
         restarted = "Nothing was stopped."
         if services:
@@ -71,7 +72,6 @@ def restore_full_system(request: FullRestoreRequest | None = None, config_file: 
     except BaseException as error:
         report_full(settings, "restore.full", full.id, error, "Everything was restored, but the system is not healthy.")
         raise
-    remove_parts(settings, full.id)
     detail = restored_summary(full, app_dir, images, health)
     report_full(settings, "restore.full", full.id, None, detail)
     return {"set_id": full.id, "app_dir": app_dir, "images": images, "health": health, "status": "restored"}

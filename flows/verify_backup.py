@@ -10,8 +10,8 @@ from prefect import flow
 from sppg_backup.catalog import Manifest
 from sppg_backup.errors import BackupError, CheckFailed
 from sppg_backup.settings import load_settings
-from sppg_backup.verify import scratch_file
-from tasks.common import retrying
+from tasks.choices import offer_backups
+from tasks.common import retrying, scratch_folder
 from tasks.verify import check_stored, fetch_archive, find_backup, list_archive, record_verification, test_restore
 
 
@@ -26,7 +26,8 @@ def verify_backup(backup_id: str | None = None, config_file: str | None = None) 
         manifest = retrying(find_backup, settings)(settings, backup_id)
         # 2. Check the backup file size.
         retrying(check_stored, settings)(settings, manifest)
-        with scratch_file(settings.scratch_dir, manifest.id) as archive:
+        with scratch_folder(settings) as folder:
+            archive = folder / f"{manifest.id}.dump"
             # 3. Verify backup integrity: sha256, decryption, pg_restore --list.
             retrying(fetch_archive, settings)(settings, manifest, archive)
             list_archive(settings, archive)
@@ -35,5 +36,8 @@ def verify_backup(backup_id: str | None = None, config_file: str | None = None) 
     except BackupError as error:
         failure = error if isinstance(error, CheckFailed) else CheckFailed("verification", str(error))
         record_verification(settings, manifest, failure, started)
+        offer_backups(settings)
         raise failure from None
-    return record_verification(settings, manifest, None, started)
+    result = record_verification(settings, manifest, None, started)
+    offer_backups(settings)
+    return result

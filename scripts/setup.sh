@@ -16,6 +16,7 @@ command -v chattr >/dev/null || need+=(e2fsprogs)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v dockerd >/dev/null || need+=(docker.io)
 [ -x /bin/busybox ] || need+=(busybox-static)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the browser test (Playwright drives it; no browser download)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

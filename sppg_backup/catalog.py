@@ -69,6 +69,28 @@ class Manifest(BaseModel):
     def verified(self) -> bool:
         return self.verification is not None and self.verification.status == "passed"
 
+    @property
+    def verification_text(self) -> str:
+        if self.verification is None:
+            return "not verified yet"
+        return "verified" if self.verified else f"verification FAILED ({self.verification.check})"
+
+    def choice(self, zone: ZoneInfo) -> str:
+        """How the backup is offered in the restore form: the id first (all a restore reads), then what the
+        engineer chooses by."""
+        when = self.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M ") + (
+            self.created_at.astimezone(zone).tzname() or ""
+        )
+        parts = [self.id, when, human_size(self.size), self.verification_text]
+        if self.purpose == "safety":
+            parts.append("SAFETY backup: " + (self.note or "taken before a restore"))
+        return " · ".join(parts)
+
+
+def chosen_id(value: str) -> str:
+    """The backup id of a value picked from the form's list (its first word), or of a typed id."""
+    return value.strip().split(" ", 1)[0]
+
 
 def new_backup_id(now: datetime) -> str:
     """erp_sppg_backup_YYYYMMDD_HHMMSS, in UTC."""

@@ -143,16 +143,15 @@ def restore_db(
         target_url=target_url,
         confirm=yes,
         safety_backup=not no_safety_backup,
-        stop_services=[s.strip() for s in stop_services.split(",") if s.strip()] if stop_services is not None else None,
+        stop_services=[s.strip() for s in (stop_services or "").split(",") if s.strip()],
+        keep_services_running=stop_services is not None and not stop_services.strip(),
         dry_run=dry_run,
     )
     result = run(restore_database, request=request, json_failure={"backup_id": backup_id} if as_json else None)
     if as_json:
         print(json.dumps(result, indent=2))
     elif dry_run:
-        out.print("plan (nothing was changed):", highlight=False)
-        for step in result["steps"]:
-            out.print(f"  - {step}", highlight=False)
+        out.print(result["report"], highlight=False)
     else:
         out.print(
             f"restored {result['backup_id']} into {result['target']['label']}"
@@ -268,10 +267,11 @@ def list_command(
         print(to_json(listing))
         return
     table = Table(title=f"Backups in {settings.storage_url}")
-    for column in ("id", f"created ({settings.timezone})", "size", "tables", "encryption", "verified"):
+    for column in ("id", f"created ({settings.timezone})", "size", "tables", "encryption", "verified", "purpose"):
         table.add_column(column)
     for m in listing.backups:
-        verified = "yes" if m.verified else ("FAILED" if m.verification else "-")
+        verified = "yes" if m.verified else (f"[red]FAILED[/red] ({m.verification.check})" if m.verification else "-")
+        purpose = f"[yellow]SAFETY[/yellow] ({m.note})" if m.purpose == "safety" else "backup"
         table.add_row(
             m.id,
             shown_time(m.created_at, settings.zone),
@@ -279,6 +279,7 @@ def list_command(
             str(len(m.tables)),
             m.encryption,
             verified,
+            purpose,
         )
     out.print(table)
     for key, problem in listing.unreadable:

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from . import postgres, restore
-from .catalog import Manifest, list_backups, read_manifest, shown_time
+from .catalog import Manifest, chosen_id, list_backups, read_manifest, shown_time
 from .errors import NotFoundError, PermanentError
 from .growing import GrowingFile
 from .storage import Storage
@@ -23,6 +23,7 @@ def choose_backup(
 ) -> Manifest:
     """By id; else the newest before `before` (or the newest), skipping safety copies and failed verifications."""
     if backup_id:
+        backup_id = chosen_id(backup_id)
         try:
             return read_manifest(storage, "db", backup_id)
         except NotFoundError:
@@ -40,6 +41,15 @@ def choose_backup(
         kind = "verified backup" if verified_only else "usable backup"
         raise NotFoundError(f"no {kind}{when} in {storage.url}; `sppg-backup list` shows them")
     return candidates[-1]
+
+
+def choice_reason(backup_id: str | None, before: datetime | None, verified_only: bool, zone: object) -> str:
+    """Why choose_backup picks what it picks, in the engineer's words."""
+    if backup_id:
+        return "named in the request"
+    kind = "verified backup" if verified_only else "usable backup"
+    when = f" made before {shown_time(before, zone)}" if before else ""  # type: ignore[arg-type]
+    return f"the newest {kind}{when} (safety backups and backups that failed verification are skipped)"
 
 
 class TargetState(BaseModel):
@@ -87,6 +97,26 @@ class RestorePlan(BaseModel):
     services: list[str]
     safety_backup: bool
     needs_confirmation: bool
+    reason: str = ""
+
+    @property
+    def target_state(self) -> str:
+        target = self.target
+        if not target.exists:
+            return f"{target.label} does not exist yet; it is created"
+        return f"{target.label}: {target.tables} tables, {target.connections} connections now"
+
+    @property
+    def confirmation(self) -> str:
+        """Whether confirm is needed, and why."""
+        if not self.needs_confirmation:
+            return "not needed: the target " + (
+                "does not exist yet" if not self.target.exists else "is empty and unused"
+            )
+        return (
+            f"needed: {self.target.database} has {self.target.tables} tables and {self.target.connections} "
+            "connections, and is replaced"
+        )
 
     def describe(self, zone: object) -> list[str]:
         created = shown_time(self.backup_created_at, zone)  # type: ignore[arg-type]
@@ -102,7 +132,9 @@ class RestorePlan(BaseModel):
         return steps
 
 
-def plan(manifest: Manifest, target: TargetState, services: list[str], safety_backup: bool) -> RestorePlan:
+def plan(
+    manifest: Manifest, target: TargetState, services: list[str], safety_backup: bool, reason: str = ""
+) -> RestorePlan:
     check = manifest.verification
     verified = f"verification {check.status}" if check else "not verified yet"
     return RestorePlan(
@@ -115,6 +147,7 @@ def plan(manifest: Manifest, target: TargetState, services: list[str], safety_ba
         services=services,
         safety_backup=safety_backup and target.exists and target.tables > 0,
         needs_confirmation=target.exists and (target.connections > 0 or target.tables > 0),
+        reason=reason,
     )
 
 

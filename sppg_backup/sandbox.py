@@ -240,11 +240,14 @@ def sample_database(cluster: Cluster, name: str, scale: int) -> str:
 
 
 @contextlib.contextmanager
-def prefect_server(home: Path) -> Iterator[str]:
-    """A real `prefect server` process (SQLite under `home`); yields its API URL. Runs the CLI, imports nothing."""
+def prefect_server(home: Path, **settings: str) -> Iterator[str]:
+    """A real `prefect server` process (SQLite under `home`, extra PREFECT_* settings); yields its API URL.
+    Runs the CLI, imports nothing."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": api}
+    env["PREFECT_UI_API_URL"] = api  # else the UI in a browser looks for the API on port 4200
+    env.update(settings)
     prefect = str(Path(sys.executable).with_name("prefect"))
     proc = subprocess.Popen(
         [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],

@@ -98,9 +98,16 @@ class Settings(BaseSettings):
     files_retention_days: int = Field(90, ge=1)
     files_keep_versions: int = Field(5, ge=1)
     state_dir: Path = Path("/var/lib/sppg-backup/state")
+    scheduled_flows: CommaList = ["backup-database", "verify-backup"]
 
     _split = field_validator(
-        "age_recipients", "notify_urls", "services", "config_paths", "docker_images", mode="before"
+        "age_recipients",
+        "notify_urls",
+        "services",
+        "config_paths",
+        "docker_images",
+        "scheduled_flows",
+        mode="before",
     )(_split_commas)
 
     @field_validator(
@@ -201,6 +208,12 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def scratch_root(self) -> Path:
+        """Where runs keep decrypted dumps and downloads: SCRATCH_DIR, else STATE_DIR/scratch (not the system
+        temp folder, which a reboot may clear under a run that is to be retried)."""
+        return self.scratch_dir or self.state_dir / "scratch"
 
     @property
     def audit_path(self) -> Path | None:

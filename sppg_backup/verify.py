@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 from .catalog import Manifest, Verification, list_backups, manifest_key, read_manifest, write_manifest
 from .errors import BackupError, CheckFailed, NotFoundError
@@ -65,18 +61,6 @@ def check_stored(storage: Storage, manifest: Manifest, min_size: int) -> int:
             "(SPPG_BACKUP_MIN_BACKUP_SIZE); the database may have been empty or the dump incomplete",
         )
     return size
-
-
-@contextlib.contextmanager
-def scratch_file(scratch_dir: Path | None, name: str) -> Iterator[Path]:
-    """A private temporary place for a decrypted dump, removed afterwards whatever happens."""
-    if scratch_dir is not None:
-        scratch_dir.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="sppg-", dir=scratch_dir))
-    try:
-        yield folder / f"{name}.dump"
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def outcome(failure: CheckFailed | None, started: datetime, finished: datetime) -> Verification:

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from sppg_backup import backup, metrics, notify, report
+from sppg_backup import backup, metrics, report, report_files
 from sppg_backup.catalog import Manifest, human_size, list_backups
 from sppg_backup.errors import BackupError, PermanentError
 from sppg_backup.postgres import parse
 from sppg_backup.prune import PruneResult, prune
 from sppg_backup.retention import RetentionPolicy
 from sppg_backup.settings import Settings
-from tasks.common import audit_trail, destinations, who
+from tasks.common import audit_trail, destinations, publish, who
 
 
 @task(name="check-database", cache_policy=NO_CACHE, timeout_seconds=120)
@@ -70,6 +70,23 @@ def prune_backups(settings: Settings, dry_run: bool = False) -> list[PruneResult
     return results
 
 
+@task(name="report-prune", cache_policy=NO_CACHE)
+def report_prune(
+    settings: Settings, results: list[PruneResult], dry_run: bool, error: BaseException | None = None
+) -> None:
+    """The prune's artifact; a failure is notified too (what was deleted before it is in the audit trail)."""
+    if error is None:
+        publish(settings, "prune-backups", report_files.backups_pruned(results, dry_run), send=False)
+    else:
+        told = report.Report(
+            title="Prune FAILED",
+            ok=False,
+            summary=f"Applying retention failed: {error}\nEvery deletion before the error is in the audit trail.",
+            next_step="fix the cause above and run `sppg-backup prune --dry-run`, then `sppg-backup prune`",
+        )
+        publish(settings, "prune-backups", told)
+
+
 def previous_size(dest: backup.Destinations, manifest: Manifest) -> int:
     """The size of the backup before this one (its own size when it is the first), for the size-drop alert."""
     try:
@@ -110,16 +127,10 @@ def report_success(settings: Settings, manifest: Manifest, pruned: list[PruneRes
         settings.metrics_file,
         settings.pushgateway_url,
     )
-    create_markdown_artifact(
-        key="backup-database",
-        markdown=report.backup_markdown(manifest, where, settings.zone, pruned),
-        description=f"Backup {manifest.id}",
-    )
-    title, body = report.backup_succeeded(manifest, where, settings.zone)
+    told = report.backup_succeeded(manifest, where, settings.zone, pruned)
     if problems:
-        body += "\nWarning: " + "; ".join(problems)
-    if not notify.send(settings.notify_urls, title, body, ok=True):
-        get_run_logger().warning("the success notification did not reach every channel")
+        told = replace(told, summary=told.summary + "\nWarning: " + "; ".join(problems))
+    publish(settings, "backup-database", told)
 
 
 @task(name="notify-failure", cache_policy=NO_CACHE)
@@ -143,10 +154,7 @@ def report_failure(settings: Settings, error: BaseException, listed: Manifest | 
         database = parse(settings.database_url)[0].database
     except BackupError:
         database = "(unparsable SPPG_BACKUP_DATABASE_URL)"
-    if not notify.send(
-        settings.notify_urls, *report.backup_failed(error, database, settings.storage_url, listed), ok=False
-    ):
-        log.warning("the failure notification did not reach every channel")
+    publish(settings, "backup-database", report.backup_failed(error, database, settings.storage_url, listed))
 
 
 def summary(manifest: Manifest) -> dict[str, Any]:

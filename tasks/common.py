@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import Task
+from prefect.context import TaskRunContext
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
+from prefect.utilities.hashing import hash_objects
 
+from sppg_backup import notify, scratch
 from sppg_backup.audit import AuditTrail, actor
 from sppg_backup.backup import Destinations, open_destinations
 from sppg_backup.errors import TransientError
+from sppg_backup.report import Report
 from sppg_backup.settings import Settings
 
 T = TypeVar("T", bound=Task[Any, Any])
@@ -68,3 +76,49 @@ def destinations(settings: Settings) -> Destinations:
 
 def audit_trail(settings: Settings, dest: Destinations | None = None) -> AuditTrail:
     return AuditTrail(settings.audit_path, dest.storage if dest else None, who())
+
+
+def run_key() -> str:
+    """What names this run's work across retries: the root flow run (a subflow gets a new id each time its parent
+    is retried) and this flow's name. Outside a flow run: a new one each call."""
+    if flow_run.get_id() is None:
+        return f"local-{uuid.uuid4().hex}"
+    return f"{flow_run.get_root_flow_run_id()}-{flow_run.get_flow_name()}"
+
+
+def keyed_on(*names: Callable[[dict[str, Any]], Any]) -> Callable[[TaskRunContext, dict[str, Any]], str | None]:
+    """A cache key from the run and what identifies the work (a backup id, a target), never from volatile facts
+    such as connection counts or unrelated settings: a retry after fixing the config still finds the step done."""
+
+    def key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+        return hash_objects(run_key(), context.task.name, *(pick(parameters) for pick in names))
+
+    return key
+
+
+@contextlib.contextmanager
+def scratch_folder(settings: Settings, keep_on_failure: bool = False) -> Iterator[Path]:
+    """This run's private scratch folder (the same one when it is retried); see sppg_backup.scratch."""
+    with scratch.run_folder(settings.scratch_root, run_key(), keep_on_failure) as folder:
+        yield folder
+
+
+def publish(settings: Settings, key: str, report: Report, send: bool = True) -> None:
+    """The report as the run's artifact (`key` keeps its history in the UI) and, with `send`, the notification.
+    Neither may hide the outcome it reports."""
+    from prefect.artifacts import create_markdown_artifact
+
+    try:
+        create_markdown_artifact(key=key, markdown=report.markdown(), description=report.title)
+    except Exception as exc:
+        log.warning("could not create the %s artifact: %s", key, exc)
+    if send and not notify.send(settings.notify_urls, report.title, report.text(), ok=report.ok):
+        log.warning("the notification %r did not reach every channel", report.title)
+
+
+def audit(settings: Settings, action: str, subject: str, status: str, **details: Any) -> None:
+    """One audit record; a failure to write it is logged, never raised over the outcome being recorded."""
+    try:
+        audit_trail(settings, destinations(settings)).record(action, subject, status, **details)
+    except Exception as exc:
+        log.warning("cannot write the audit trail: %s", exc)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from sppg_backup import drill, notify, report, restore
+from sppg_backup import drill, report, restore
 from sppg_backup.settings import Settings
-from tasks.common import audit_trail, destinations
+from tasks.common import audit_trail, destinations, publish
 from tasks.verify import server_url
 
 
@@ -62,12 +61,5 @@ def write_drill_report(settings: Settings, result: drill.DrillReport) -> str:
         rpo=result.rpo_seconds,
         failed_step=result.failed_step,
     )
-    create_markdown_artifact(
-        key="recovery-drill",
-        markdown=report.drill_markdown(result, settings.zone),
-        description=f"Recovery drill {result.id}",
-    )
-    title, body = report.drill_message(result, dest.storage.describe(key), settings.zone)
-    if not notify.send(settings.notify_urls, title, body, ok=result.status == "passed"):
-        get_run_logger().warning("the drill notification did not reach every channel")
+    publish(settings, "recovery-drill", report.drill_report(result, dest.storage.describe(key), settings.zone))
     return key

@@ -10,11 +10,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from sppg_backup import crypto, file_restore, metrics, notify, snapshot_retention, snapshots
+from sppg_backup import crypto, file_restore, metrics, report_files, snapshot_retention, snapshots
 from sppg_backup.catalog import human_size
 from sppg_backup.errors import ConfigError
 from sppg_backup.settings import Settings
-from tasks.common import audit_trail, destinations, who
+from tasks.common import audit, audit_trail, destinations, publish, who
 
 
 def sources(settings: Settings, kind: snapshots.SnapshotKind) -> list[snapshots.Source]:
@@ -91,7 +91,7 @@ def report_snapshot(
         get_run_logger().warning("cannot write the audit trail: %s", exc)
     if action != "backup":
         if error:
-            notify.send(settings.notify_urls, f"{kind.capitalize()} {action} FAILED", str(error), ok=False)
+            publish(settings, f"prune-{kind}-snapshots", report_files.snapshot_failed(kind, error, action))
         return
     values = {"backup_last_run_success": 0.0 if error else 1.0}
     if error:
@@ -101,16 +101,16 @@ def report_snapshot(
     if snap:
         values["backup_duration_seconds"] = snap.duration_seconds
     metrics.record({"kind": kind}, values, settings.metrics_file, settings.pushgateway_url)
+    # Every run leaves its artifact; only a failure or skipped files are worth a message every few minutes.
     if error:
-        title = f"{kind.capitalize()} backup FAILED"
-        body = f"The {kind} snapshot failed: {error}\nNothing was listed; the earlier snapshots are unchanged."
-    elif snap and snap.skipped:
-        title = f"{kind.capitalize()} backup {snap.id}: {len(snap.skipped)} files skipped"
-        body = "\n".join(f"{s.path}: {s.reason}" for s in snap.skipped[:20])
-        body += "\nEverything else is in the snapshot; fix the permissions and the next run takes them."
+        publish(settings, f"backup-{kind}", report_files.snapshot_failed(kind, error))
     else:
-        return
-    notify.send(settings.notify_urls, title, body, ok=False)
+        publish(
+            settings,
+            f"backup-{kind}",
+            report_files.snapshot_taken(kind, snap, settings.zone),
+            send=bool(snap and snap.skipped),
+        )
 
 
 class FilesRestoreRequest(BaseModel):
@@ -140,7 +140,7 @@ def restore_snapshot(
     return result
 
 
-@task(name="notify-restore", cache_policy=NO_CACHE)
+@task(name="report-restore", cache_policy=NO_CACHE)
 def report_restore(
     settings: Settings,
     kind: snapshots.SnapshotKind,
@@ -148,7 +148,8 @@ def report_restore(
     result: file_restore.RestoredFiles | None,
     error: BaseException | None = None,
 ) -> None:
-    audit_trail(settings).record(
+    audit(
+        settings,
         f"restore.{kind}",
         result.snapshot if result else (request.snapshot_id or "-"),
         "failed" if error else "ok",
@@ -156,15 +157,21 @@ def report_restore(
         path=request.path,
         error=str(error) if error else None,
     )
-    if error:
-        notify.send(settings.notify_urls, f"{kind.capitalize()} restore FAILED", str(error), ok=False)
-    elif result:
-        notify.send(
-            settings.notify_urls,
-            f"{kind.capitalize()} restore OK: {result.snapshot}",
-            f"{result.files} files ({human_size(result.bytes)}) restored into {result.target}.",
-            ok=True,
+    if error is not None:
+        wanted = request.snapshot_id or (f"the newest as of {request.as_of}" if request.as_of else "the newest")
+        wanted += f" ({request.path or 'everything'})"
+        told = report_files.files_restore_failed(kind, wanted, request.target, error)
+    else:
+        assert result is not None
+        told = report_files.files_restored(
+            kind, result, request.path, request.as_of, request.snapshot_id is not None, settings.zone
         )
+    publish(settings, f"restore-{kind}", told)
+
+
+@task(name="report-prune", cache_policy=NO_CACHE)
+def report_prune(settings: Settings, result: snapshot_retention.SnapshotPruneResult, dry_run: bool) -> None:
+    publish(settings, f"prune-{result.kind}-snapshots", report_files.snapshots_pruned(result, dry_run), send=False)
 
 
 @task(name="prune-snapshots", cache_policy=NO_CACHE, timeout_seconds=3600)

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from sppg_backup import docker_services, full_system, notify
+from sppg_backup import docker_services, full_system, report_files, scratch
 from sppg_backup.catalog import Manifest, human_size
 from sppg_backup.errors import CheckFailed, ConfigError
 from sppg_backup.settings import Settings
 from sppg_backup.snapshots import Snapshot
-from tasks.common import audit_trail, destinations, who
+from tasks.common import audit, destinations, keyed_on, publish, retrying, who
 from tasks.files import identities
-from tasks.restore import restore_folder
 
 
 @task(name="check-sources", cache_policy=NO_CACHE, timeout_seconds=300)
@@ -105,18 +103,11 @@ def discard_set(settings: Settings, set_id: str) -> str:
     return ""
 
 
-@task(name="notify-full", cache_policy=NO_CACHE)
+@task(name="report-full", cache_policy=NO_CACHE)
 def report_full(settings: Settings, action: str, set_id: str, error: BaseException | None, detail: str = "") -> None:
-    try:
-        audit_trail(settings).record(action, set_id, "failed" if error else "ok", error=str(error) if error else None)
-    except Exception as exc:
-        get_run_logger().warning("cannot write the audit trail: %s", exc)
-    what = "Full-system backup" if action == "backup.full" else "Full-system recovery"
-    if error:
-        title, body = f"{what} FAILED: {set_id}", f"{error}\n{detail}".strip()
-    else:
-        title, body = f"{what} OK: {set_id}", detail
-    notify.send(settings.notify_urls, title, body, ok=error is None)
+    audit(settings, action, set_id, "failed" if error else "ok", error=str(error) if error else None)
+    key = "backup-full-system" if action == "backup.full" else "restore-full-system"
+    publish(settings, key, report_files.full_system(action, set_id, error, detail))
 
 
 class FullRestoreRequest(BaseModel):
@@ -148,24 +139,32 @@ def choose_set(settings: Settings, request: FullRestoreRequest) -> full_system.F
     return full
 
 
-def parts_folder(settings: Settings, set_id: str) -> Path:
-    return restore_folder(settings, set_id)
-
-
-@task(name="download-part", cache_policy=INPUTS + RUN_ID, persist_result=True)
-def download_part(settings: Settings, set_id: str, part: full_system.Part) -> str:
-    """1. Download the part and check its sha256; a retried run reuses the file."""
+@task(
+    name="download-part",
+    cache_key_fn=keyed_on(lambda p: p["set_id"], lambda p: p["part"].key, lambda p: p["part"].sha256),
+    persist_result=True,
+)
+def download_part(settings: Settings, set_id: str, part: full_system.Part, folder: str) -> str:
+    """1. Download the part and check its sha256; a retried run reuses the file while it is still whole."""
     assert part.key is not None
-    dest = parts_folder(settings, set_id) / part.key.rsplit("/", 1)[-1]
+    dest = Path(folder) / part.key.rsplit("/", 1)[-1]
     full_system.fetch(destinations(settings).storage, part, dest)
+    scratch.seal(dest)
     get_run_logger().info("%s: %s downloaded, sha256 matches", part.name, human_size(part.size))
     return str(dest)
 
 
-@task(name="clean-up", cache_policy=NO_CACHE)
-def remove_parts(settings: Settings, set_id: str) -> None:
-    """The downloaded parts, once everything is restored (after a failure they stay for the retry)."""
-    shutil.rmtree(parts_folder(settings, set_id), ignore_errors=True)
+def download_parts(settings: Settings, full: full_system.FullSet, folder: Path) -> dict[str, str]:
+    """Every part of the set into the run's folder; a cached download whose file is gone or changed is redone."""
+    stored = {}
+    for part in full.parts:
+        if part.key is None:
+            continue
+        download = retrying(download_part, settings)
+        if not scratch.is_sealed(folder / part.key.rsplit("/", 1)[-1]):
+            download = download.with_options(refresh_cache=True)
+        stored[part.name] = download(settings, full.id, part, str(folder))
+    return stored
 
 
 @task(name="find-services", cache_policy=NO_CACHE, timeout_seconds=300)

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import get_run_logger, task
+from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateName,
+)
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.settings import PREFECT_API_URL
 
-from sppg_backup import health, metrics, notify, report, snapshots
+from sppg_backup import health, metrics, notify, report, schedules, snapshots
 from sppg_backup.catalog import list_backups
 from sppg_backup.settings import Settings
-from tasks.common import destinations
+from tasks.common import destinations, publish
 
 
 @task(name="evaluate-health", cache_policy=NO_CACHE, timeout_seconds=600)
@@ -27,6 +39,7 @@ def evaluate_health(settings: Settings) -> list[health.Alert]:
     if settings.uploads_dir is not None and settings.uploads_dir.is_dir():  # this host keeps uploads
         files = health.files_alert(snapshots.newest_time(dest.storage, "files"), now)
         alerts += [files] if files else []
+    alerts += schedule_alerts(settings, now)
     for usage in usages:
         metrics.record(
             {"location": usage.location},
@@ -42,6 +55,12 @@ def evaluate_health(settings: Settings) -> list[health.Alert]:
     return alerts
 
 
+@task(name="report-health-failure", cache_policy=NO_CACHE)
+def report_health_failure(settings: Settings, error: BaseException) -> None:
+    step = "fix the cause above: until this check runs, no alert about the backups can reach you"
+    publish(settings, "check-backup-health", report.run_failed("Backup health check", error, step))
+
+
 @task(name="notify-changes", cache_policy=NO_CACHE, timeout_seconds=300)
 def announce_changes(settings: Settings, alerts: list[health.Alert]) -> None:
     """One notification when an alert starts and one when it clears, never one per check."""
@@ -52,5 +71,48 @@ def announce_changes(settings: Settings, alerts: list[health.Alert]) -> None:
     for name in cleared:
         notify.send(settings.notify_urls, *report.alert_cleared(name), ok=True)
     health.save_state(storage, state)
+    publish(settings, "check-backup-health", report.health_report(alerts, settings.storage_url), send=False)
     if started or cleared:
         get_run_logger().info("alerts started: %s; cleared: %s", [a.name for a in started], cleared)
+
+
+def schedule_alerts(settings: Settings, now: datetime) -> list[health.Alert]:
+    """Alerts of SCHEDULED_FLOWS whose schedules went silent; none to check without a Prefect server."""
+    server = PREFECT_API_URL.value()
+    if not settings.scheduled_flows or not server:
+        return []
+    found = [read_scheduled_runs(flow, now) for flow in settings.scheduled_flows]
+    return schedules.schedule_alerts(found, now, settings.zone, server)
+
+
+def read_scheduled_runs(flow: str, now: datetime) -> schedules.ScheduledRuns:
+    """The flow's deployments, its next Scheduled run and its newest scheduled run that is due by now."""
+    with get_client(sync_client=True) as client:
+        deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])))
+        if not deployments:
+            return schedules.ScheduledRuns(flow, 0)
+        of_them = DeploymentFilter(id=DeploymentFilterId(any_=[d.id for d in deployments]))
+        upcoming = client.read_flow_runs(
+            deployment_filter=of_them,
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Scheduled"])),
+                expected_start_time=FlowRunFilterExpectedStartTime(after_=now),  # type: ignore[arg-type]
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=1,
+        )
+        due = client.read_flow_runs(
+            deployment_filter=of_them,
+            flow_run_filter=FlowRunFilter(expected_start_time=FlowRunFilterExpectedStartTime(before_=now)),  # type: ignore[arg-type]
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=20,
+        )
+    last = next((r for r in due if r.auto_scheduled), None)
+    return schedules.ScheduledRuns(
+        flow,
+        len(deployments),
+        next_start=upcoming[0].expected_start_time if upcoming else None,
+        last_name=last.name if last else None,
+        last_state=last.state.name if last and last.state else None,
+        last_start=last.expected_start_time if last else None,
+    )

@@ -2,44 +2,69 @@
 
 from __future__ import annotations
 
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID
-from pydantic import BaseModel, Field
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict, Field
 
-from sppg_backup import backup, docker_services, drill, growing, notify, postgres, recovery, restore
-from sppg_backup.catalog import Manifest
-from sppg_backup.errors import CheckFailed
+from sppg_backup import backup, docker_services, drill, growing, postgres, recovery, report, restore, scratch
+from sppg_backup.catalog import Manifest, read_manifest
+from sppg_backup.errors import CheckFailed, NotFoundError
+from sppg_backup.forms import Text, WibTime
 from sppg_backup.settings import Settings
-from tasks.common import audit_trail, destinations, retrying, who
+from tasks.common import audit, destinations, keyed_on, publish, retrying, who
 from tasks.verify import fetch_archive
 
 
 class RestoreRequest(BaseModel):
-    """What the on-call engineer fills in (the Prefect UI shows these fields as a form)."""
+    """What to restore, and where. Times are WIB (Asia/Jakarta) unless they name their zone."""
 
-    backup_id: str | None = Field(
+    model_config = ConfigDict(frozen=True)
+
+    backup_id: Text = Field(
         default=None,
-        description="Backup to restore, e.g. erp_sppg_backup_20261124_200000; empty: the newest usable one",
+        description="The backup to restore, chosen from the list (newest first: its time in WIB, size, whether "
+        "verification passed; SAFETY backups are the states saved before earlier restores). 'newest usable "
+        "backup' takes the newest one that did not fail verification (made before 'before', if given).",
     )
-    before: datetime | None = Field(default=None, description="Restore the newest backup made before this time")
-    target_url: str | None = Field(
+    before: WibTime = Field(
         default=None,
-        description="Database to restore into (postgresql://user@host:port/db); "
-        "empty: SPPG_BACKUP_DATABASE_URL. The password is taken from the settings when "
-        "the login matches, so it need not be typed here",
+        description="Only with 'newest usable backup': take the newest backup made before this time, in WIB, e.g. "
+        "2026-12-01 10:30 (the second before a mistake). Leave empty for the newest of all.",
     )
-    stop_services: list[str] | None = Field(
+    target_url: Text = Field(
         default=None,
-        description="Docker containers or Compose services to stop during the restore; empty: SPPG_BACKUP_SERVICES",
+        description="The database to restore into, as postgresql://user@host:port/database. Leave empty for the "
+        "production database (SPPG_BACKUP_DATABASE_URL). The password is taken from the settings when the server "
+        "and login match, so do not type it here.",
     )
-    confirm: bool = Field(default=False, description="Required to restore over a database that has connections or data")
-    safety_backup: bool = Field(default=True, description="Back up the current target database first")
-    dry_run: bool = Field(default=False, description="Only show the plan; change nothing")
+    stop_services: list[str] = Field(
+        default=[],
+        description="Containers or Compose services (e.g. backend-1) to stop during the restore and start again "
+        "afterwards. Leave empty for those in SPPG_BACKUP_SERVICES.",
+    )
+    keep_services_running: bool = Field(
+        default=False,
+        description="Stop no service at all (for example when they are stopped already).",
+    )
+    confirm: bool = Field(
+        default=False,
+        description="Tick to replace a database that has data or connections. Without it such a restore stops "
+        "before changing anything; a dry run says whether it is needed.",
+    )
+    safety_backup: bool = Field(
+        default=True,
+        description="Back up the target as it is now before replacing it, to go back to if the restore was a "
+        "mistake. Leave ticked.",
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Only show what would happen (which backup, what is replaced, whether confirm is needed); "
+        "change nothing.",
+    )
 
 
 def target_url(settings: Settings, request: RestoreRequest) -> str:
@@ -55,7 +80,9 @@ def target_url(settings: Settings, request: RestoreRequest) -> str:
 
 
 def services_of(settings: Settings, request: RestoreRequest) -> list[str]:
-    return list(request.stop_services) if request.stop_services is not None else list(settings.services)
+    if request.keep_services_running:
+        return []
+    return list(request.stop_services) or list(settings.services)
 
 
 @task(name="plan-restore", cache_policy=NO_CACHE, timeout_seconds=300)
@@ -65,7 +92,9 @@ def plan_restore(settings: Settings, request: RestoreRequest) -> recovery.Restor
     names = services_of(settings, request)
     if names:
         docker_services.resolve(docker_services.connect(), names)  # an unknown name fails before anything stops
-    plan = recovery.plan(manifest, recovery.inspect_target(target_url(settings, request)), names, request.safety_backup)
+    reason = recovery.choice_reason(request.backup_id, request.before, False, settings.zone)
+    target = recovery.inspect_target(target_url(settings, request))
+    plan = recovery.plan(manifest, target, names, request.safety_backup, reason)
     for line in plan.describe(settings.zone):
         get_run_logger().info("plan: %s", line)
     if plan.needs_confirmation and not request.confirm and not request.dry_run:
@@ -77,8 +106,17 @@ def plan_restore(settings: Settings, request: RestoreRequest) -> recovery.Restor
     return plan
 
 
-@task(name="safety-backup", cache_policy=INPUTS + RUN_ID, persist_result=True)
-def take_safety_backup(settings: Settings, url: str, plan: recovery.RestorePlan) -> Manifest:
+def target_of(parameters: dict[str, Any]) -> str:
+    """host:port/database of the restore's target (never its password)."""
+    return postgres.parse(parameters["url"])[0].label
+
+
+@task(
+    name="safety-backup",
+    cache_key_fn=keyed_on(target_of, lambda p: p["plan"].backup_id),
+    persist_result=True,
+)
+def safety_backup(settings: Settings, url: str, plan: recovery.RestorePlan) -> Manifest:
     """Back up the target as it is now; a retried run reuses this one instead of taking another."""
     target = settings.model_copy(update={"database_url": url})
     dest = destinations(target)
@@ -94,6 +132,17 @@ def take_safety_backup(settings: Settings, url: str, plan: recovery.RestorePlan)
     backup.check_copies(dest, manifest)
     backup.publish(dest, manifest)
     get_run_logger().info("safety backup %s of %s stored", manifest.id, plan.target.label)
+    return manifest
+
+
+def take_safety_backup(settings: Settings, url: str, plan: recovery.RestorePlan) -> Manifest:
+    """The safety backup of this run: the one taken before a retry, unless it is no longer in storage."""
+    manifest = safety_backup(settings, url, plan)
+    try:
+        read_manifest(destinations(settings).storage, "db", manifest.id)
+    except NotFoundError:
+        get_run_logger().warning("safety backup %s is gone from storage: taking it again", manifest.id)
+        manifest = safety_backup.with_options(refresh_cache=True)(settings, url, plan)
     return manifest
 
 
@@ -122,23 +171,16 @@ def start_again(settings: Settings, services: list[docker_services.Service]) -> 
     return "Services were started again."
 
 
-def restore_folder(settings: Settings, *parts: str) -> Path:
-    """Where restores keep their downloads (SCRATCH_DIR, else the system temp): sppg-restore/PARTS, private."""
-    folder = (settings.scratch_dir or Path(tempfile.gettempdir())).joinpath("sppg-restore", *parts)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return folder
-
-
-def archive_path(settings: Settings, backup_id: str) -> Path:
-    return restore_folder(settings) / f"{backup_id}.dump"
-
-
-@task(name="download-backup", cache_policy=INPUTS + RUN_ID, persist_result=True)
-def download_backup(settings: Settings, manifest: Manifest) -> str:
-    """Download, check sha256, decrypt, decompress; a retried run reuses the file when it is still there."""
-    archive = archive_path(settings, manifest.id)
-    fetch_archive.fn(settings, manifest, archive)
-    return str(archive)
+@task(
+    name="download-backup",
+    cache_key_fn=keyed_on(lambda p: p["manifest"].id, lambda p: p["manifest"].sha256, lambda p: p["archive"]),
+    persist_result=True,
+)
+def download_backup(settings: Settings, manifest: Manifest, archive: str) -> str:
+    """Download, check sha256, decrypt, decompress; seal the file, so a retried run can tell it is still whole."""
+    fetch_archive.fn(settings, manifest, Path(archive))
+    scratch.seal(Path(archive))
+    return archive
 
 
 @task(name="restore-into-target", cache_policy=NO_CACHE)
@@ -164,16 +206,22 @@ def gone(archive: Path) -> CheckFailed:
     return CheckFailed("download", f"the downloaded archive {archive} is gone; run the restore again")
 
 
-def download_and_restore(settings: Settings, url: str, manifest: Manifest, keep_old: bool) -> tuple[str, str | None]:
+def download_and_restore(
+    settings: Settings, url: str, manifest: Manifest, keep_old: bool, folder: Path
+) -> tuple[str, str | None]:
     """Run download-backup and restore-into-target at once: tables load while the backup still downloads.
 
-    A retried flow run finds the download Cached and restores from the file it left. Returns the archive's
-    path and the name the replaced database is kept under.
+    A retried flow run finds the download Cached and restores from the file it left; when that file is gone or
+    changed, the cached result is not used and the backup is downloaded again. Returns the archive's path and
+    the name the replaced database is kept under.
     """
-    archive = archive_path(settings, manifest.id)
+    archive = folder / f"{manifest.id}.dump"
+    download = retrying(download_backup, settings)
+    if not scratch.is_sealed(archive):
+        download = download.with_options(refresh_cache=True)
     grown = growing.expect(archive)
     try:
-        downloading = retrying(download_backup, settings).submit(settings, manifest)
+        downloading = download.submit(settings, manifest, str(archive))
         restoring = restore_into_target.submit(settings, url, manifest, str(archive), keep_old)
         try:
             downloading.result()
@@ -219,48 +267,59 @@ def newest_verified(settings: Settings) -> str:
     return recovery.choose_backup(destinations(settings).storage, verified_only=True).id
 
 
-@task(name="notify-restore", cache_policy=NO_CACHE)
+def wanted(settings: Settings, request: RestoreRequest) -> str:
+    """The backup and target as requested, for a failure before anything was chosen."""
+    which = request.backup_id or (f"the newest backup before {request.before}" if request.before else "the newest")
+    return f"{which} into {postgres.parse(target_url(settings, request))[0].label}"
+
+
+@task(name="report-restore", cache_policy=NO_CACHE)
 def report_restore(
     settings: Settings,
-    plan: recovery.RestorePlan,
-    safety: Manifest | None,
-    error: BaseException | None,
+    request: RestoreRequest,
+    plan: recovery.RestorePlan | None,
+    safety: Manifest | None = None,
     kept: str | None = None,
-) -> None:
-    safety_text = f"Safety backup of the previous state: {safety.id}." if safety else "No safety backup was taken."
-    if error is None:
-        title = f"Restore OK: {plan.backup_id} into {plan.target.database}"
-        body = (
-            f"Backup {plan.backup_id} was restored into {plan.target.label}; every table has the backup's row "
-            f"count. {safety_text}" + (f" The replaced database is kept as {kept}." if kept else "")
-        )
+    error: BaseException | None = None,
+    services: str | None = None,
+) -> dict[str, Any]:
+    """The outcome as the run's artifact, the notification and the flow's result; audited unless a dry run."""
+    if error is not None:
+        text = report.restore_failed(plan, wanted(settings, request), error, safety, services, settings.zone)
+    elif plan is not None and request.dry_run:
+        text = report.restore_planned(plan, settings.zone)
     else:
-        title = f"Restore FAILED: {plan.backup_id} into {plan.target.database}"
-        body = (
-            f"The restore failed: {error}\n{safety_text} Services were started again.\n"
-            f"Next step: fix the cause and run the restore again (retry the flow run in the Prefect UI: "
-            f"finished steps are not repeated); to go back, restore {safety.id if safety else 'the safety backup'}."
+        assert plan is not None
+        text = report.restore_succeeded(plan, safety, kept, settings.zone)
+    if not request.dry_run or error is not None:
+        audit(
+            settings,
+            "restore",
+            plan.backup_id if plan else (request.backup_id or "-"),
+            "ok" if error is None else "failed",
+            database=plan.target.label if plan else None,
+            safety_backup=safety.id if safety else None,
+            error=str(error) if error else None,
         )
-    audit_trail(settings, destinations(settings)).record(
-        "restore",
-        plan.backup_id,
-        "ok" if error is None else "failed",
-        database=plan.target.label,
-        safety_backup=safety.id if safety else None,
-        error=str(error) if error else None,
-    )
-    notify.send(settings.notify_urls, title, body, ok=error is None)
-
-
-@task(name="clean-up", cache_policy=NO_CACHE)
-def remove_archive(archive: str) -> None:
-    Path(archive).unlink(missing_ok=True)
-
-
-def summary(plan: recovery.RestorePlan, safety: Manifest | None, kept: str | None) -> dict[str, Any]:
+    publish(settings, "restore-database", text, send=not request.dry_run)
     return {
-        **plan.model_dump(mode="json", exclude={"manifest"}),
+        **(plan.model_dump(mode="json", exclude={"manifest"}) if plan else {}),
         "safety_backup_id": safety.id if safety else None,
         "replaced_database_kept_as": kept,
-        "status": "restored",
+        "status": "failed" if error else ("dry run" if request.dry_run else "restored"),
+        "steps": plan.describe(settings.zone) if plan else [],
+        "report": text.text(),
     }
+
+
+@task(name="report-recovery", cache_policy=NO_CACHE)
+def report_corruption(
+    settings: Settings,
+    errors: dict[str, list[str]],
+    result: dict[str, Any] | None,
+    error: BaseException | None,
+    dry_run: bool,
+) -> None:
+    """The scenario's artifact; a failure is notified (a success was, by the restore-database run it started)."""
+    told = report.corruption_recovery(errors, result, error, dry_run)
+    publish(settings, "recover-database-corruption", told, send=error is not None)

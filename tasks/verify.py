@@ -6,14 +6,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from sppg_backup import crypto, growing, metrics, notify, report, restore, verify
+from sppg_backup import crypto, growing, metrics, report, restore, verify
 from sppg_backup.catalog import Manifest, human_size
 from sppg_backup.errors import CheckFailed
 from sppg_backup.settings import Settings
-from tasks.common import audit_trail, destinations
+from tasks.common import audit_trail, destinations, publish
 
 
 def server_url(settings: Settings) -> str:
@@ -84,11 +83,6 @@ def record_verification(
         settings.pushgateway_url,
     )
     audit_trail(settings, dest).record("verify", backup_id, result.status, check=result.check, detail=result.detail)
-    create_markdown_artifact(
-        key="verify-backup", markdown=report.verification_markdown(backup_id, result, settings.zone)
-    )
-    if failure is not None:
-        title, body = report.verification_failed(backup_id, failure, settings.storage_url)
-        if not notify.send(settings.notify_urls, title, body, ok=False):
-            get_run_logger().warning("the failure notification did not reach every channel")
+    told = report.verification_report(backup_id, result, settings.storage_url, settings.zone)
+    publish(settings, "verify-backup", told, send=failure is not None)
     return {"backup_id": backup_id, **result.model_dump(mode="json")}

@@ -168,6 +168,8 @@ def backup_env(
         "SERVICE_STOP_TIMEOUT_SECONDS": "1",
         "RETRIES": "2",
         "RETRY_DELAY_SECONDS": "0",
+        "STATE_DIR": str(tmp_path / "state"),
+        "SCHEDULED_FLOWS": "",  # the test harness server has no deployments; tests/e2e checks the schedules
     }
     for name in list(os.environ):
         if name.startswith("SPPG_BACKUP_"):
@@ -327,12 +329,16 @@ def docker_host(docker_engine: DockerEngine, monkeypatch: pytest.MonkeyPatch) ->
         container.remove(force=True)
 
 
+# The scheduler's own loop (60 s in production) made shorter, so a test waits seconds for the runs it makes.
+SCHEDULER_EVERY_10_SECONDS = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "10"}
+
+
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `prefect server` process (SQLite) with the process work pool `sppg-backup`; its API URL."""
     from sppg_backup.sandbox import prefect_server as start_server
 
-    with start_server(tmp_path_factory.mktemp("prefect-home")) as api:
+    with start_server(tmp_path_factory.mktemp("prefect-home"), **SCHEDULER_EVERY_10_SECONDS) as api:
         prefect = str(Path(sys.executable).with_name("prefect"))
         subprocess.run(
             [prefect, "work-pool", "create", "sppg-backup", "--type", "process"],

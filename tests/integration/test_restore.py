@@ -147,7 +147,12 @@ def test_wrong_key_restarts_services_and_keeps_the_database(
     assert caught.value.check == "decrypt"
     assert_nothing_lost(live, before, postgres_cluster)
     message = webhook.messages[-1]
-    assert message["title"].startswith("Restore FAILED") and "Safety backup of the previous state" in message["message"]
+    assert (
+        message["title"].startswith("Restore FAILED") and "Services: Services were started again" in message["message"]
+    )
+    assert (
+        "To go back to the state before the restore, restore the safety backup erp_sppg_backup_" in message["message"]
+    )
 
 
 def test_corrupt_download(live: dict[str, Any], backup_env: dict[str, str], postgres_cluster: Any) -> None:
@@ -182,7 +187,7 @@ def test_unknown_service_fails_before_anything_stops(live: dict[str, Any], postg
 def test_restore_into_a_new_database_by_target_url(live: dict[str, Any], postgres_cluster: Any) -> None:
     target = postgres_cluster.url("erp_copy").replace(f":{postgres_cluster.password}@", "@")  # password borrowed
     try:
-        result = restore_database(RestoreRequest(target_url=target, stop_services=[]))
+        result = restore_database(RestoreRequest(target_url=target, keep_services_running=True))
         assert result["safety_backup_id"] is None and not result["needs_confirmation"]
         assert table_contents(postgres_cluster.url("erp_copy")) == live["good"]
     finally:

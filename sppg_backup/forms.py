@@ -1,0 +1,62 @@
+"""Field types for the forms the Prefect UI draws from a flow's parameters: every field editable at once (no
+"Property is type None" pick), times typed in WIB."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+WIB = ZoneInfo("Asia/Jakarta")
+TIME_PATTERN = r"^$|^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?( ?(WIB|Z|[+-]\d{2}:?\d{2}))?$"
+NEWEST = "newest usable backup"
+CONFIG_FILE = (
+    "The sppg-backup settings file (TOML) to use instead of the worker's (SPPG_BACKUP_CONFIG). Leave empty: the "
+    "worker's settings name the database, the storage and the keys."
+)  # the first choice of the backup list: no id, choose by the rules
+
+
+def parse_time(value: Any) -> datetime | None:
+    """`2026-12-01 10:30` is WIB; an explicit zone (`+07:00`, `Z`, `WIB`) is kept; empty is none."""
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=WIB)
+    text = str(value).strip()
+    if not text:
+        return None
+    text = re.sub(r" ?WIB$", "", text)
+    try:
+        moment = datetime.fromisoformat(text.replace(" Z", "Z"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time like 2026-12-01 10:30 (WIB) or 2026-12-01T03:30Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=WIB)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if not text or text == NEWEST else text
+
+
+def _shown(value: Any) -> str:
+    return "" if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+# A time in the form: a text box, WIB unless a zone is given; None when left empty.
+WibTime = Annotated[
+    datetime | None,
+    BeforeValidator(parse_time),
+    PlainSerializer(_shown, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": TIME_PATTERN}),
+]
+
+# Text that may be left empty (None), drawn as a plain text box.
+Text = Annotated[
+    str | None,
+    BeforeValidator(_text),
+    PlainSerializer(_shown, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string"}),
+]
