@@ -82,8 +82,12 @@ def submit_restore(page: Any, api: str, backup: str | None, config: Path) -> UUI
         page.locator(".p-select-options [role=option]", has_text=backup).first.click()
     field(page, "Confirm").locator("[role=switch]").first.click()
     field(page, "config_file").locator("textarea, input").first.fill(str(config))
-    with page.expect_response(lambda r: r.request.method == "POST" and "/create_flow_run" in r.url) as made:
-        page.get_by_role("button", name="Submit", exact=True).click()
+    for _ in range(3):  # a busy SQLite server may answer 503; the form stays open and Submit is pressed again
+        with page.expect_response(lambda r: r.request.method == "POST" and "/create_flow_run" in r.url) as made:
+            page.get_by_role("button", name="Submit", exact=True).click()
+        if made.value.status != 503:
+            break
+        page.wait_for_timeout(2000)
     assert made.value.status == 201, made.value.text()
     return UUID(made.value.json()["id"])
 
