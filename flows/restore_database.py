@@ -56,7 +56,7 @@ def restore_database(
             # 1. Stop application services.
             services = stop_services(settings, plan.services) if plan.services else []
             # 3. Restore from backup.
-            _, kept = download_and_restore(settings, url, plan.manifest, keep_old=safety is None, folder=folder)
+            kept = download_and_restore(settings, url, plan.manifest, keep_old=safety is None, folder=folder)
             # 4. Verify restore.
             verify_restore(settings, url, plan.manifest)
         # 5. Restart application services.

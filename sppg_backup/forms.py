@@ -12,11 +12,11 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 WIB = ZoneInfo("Asia/Jakarta")
 TIME_PATTERN = r"^$|^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?( ?(WIB|Z|[+-]\d{2}:?\d{2}))?$"
-NEWEST = "newest usable backup"
+NEWEST = "newest usable backup"  # the first choice of the backup list: no id, choose by the rules
 CONFIG_FILE = (
     "The sppg-backup settings file (TOML) to use instead of the worker's (SPPG_BACKUP_CONFIG). Leave empty: the "
     "worker's settings name the database, the storage and the keys."
-)  # the first choice of the backup list: no id, choose by the rules
+)
 
 
 def parse_time(value: Any) -> datetime | None:

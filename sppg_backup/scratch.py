@@ -16,7 +16,6 @@ from pathlib import Path
 
 LOCK = ".lock"
 YOUNG_SECONDS = 60  # a folder this new may not hold its lock yet
-_held: dict[Path, int] = {}  # folder -> the open, locked descriptor of its lock file
 
 
 def _safe(name: str) -> str:
@@ -24,7 +23,8 @@ def _safe(name: str) -> str:
 
 
 def _try_lock(folder: Path) -> int | None:
-    """The folder's lock, taken without waiting; None while a live run holds it."""
+    """The folder's lock, taken without waiting; None while a live run holds it (in this process too: flock
+    locks of separate opens conflict)."""
     try:
         fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
@@ -37,12 +37,12 @@ def _try_lock(folder: Path) -> int | None:
     return fd
 
 
-def clean_abandoned(root: Path, keep: Path | None = None) -> list[Path]:
+def clean_abandoned(root: Path) -> list[Path]:
     """Remove the folders under `root` that no live run holds (their run ended or was killed); the removed ones."""
     removed = []
     with contextlib.suppress(FileNotFoundError):
         for folder in root.iterdir():
-            if folder == keep or folder in _held or not folder.is_dir() or folder.is_symlink():
+            if not folder.is_dir() or folder.is_symlink():
                 continue
             with contextlib.suppress(FileNotFoundError):
                 if time.time() - folder.stat().st_mtime < YOUNG_SECONDS:
@@ -72,10 +72,9 @@ def run_folder(root: Path, run: str, keep_on_failure: bool = False) -> Iterator[
     fd = _try_lock(folder)
     if fd is None:
         raise RuntimeError(f"scratch folder {folder} is in use by another process")
-    _held[folder] = fd
     failed = False
     try:
-        clean_abandoned(root, keep=folder)
+        clean_abandoned(root)
         yield folder
     except BaseException:
         failed = True
@@ -83,7 +82,6 @@ def run_folder(root: Path, run: str, keep_on_failure: bool = False) -> Iterator[
     finally:
         if not (failed and keep_on_failure):
             shutil.rmtree(folder, ignore_errors=True)
-        del _held[folder]
         os.close(fd)
 
 

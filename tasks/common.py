@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import Task
+from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
@@ -106,8 +107,6 @@ def scratch_folder(settings: Settings, keep_on_failure: bool = False) -> Iterato
 def publish(settings: Settings, key: str, report: Report, send: bool = True) -> None:
     """The report as the run's artifact (`key` keeps its history in the UI) and, with `send`, the notification.
     Neither may hide the outcome it reports."""
-    from prefect.artifacts import create_markdown_artifact
-
     try:
         create_markdown_artifact(key=key, markdown=report.markdown(), description=report.title)
     except Exception as exc:

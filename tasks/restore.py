@@ -206,14 +206,12 @@ def gone(archive: Path) -> CheckFailed:
     return CheckFailed("download", f"the downloaded archive {archive} is gone; run the restore again")
 
 
-def download_and_restore(
-    settings: Settings, url: str, manifest: Manifest, keep_old: bool, folder: Path
-) -> tuple[str, str | None]:
+def download_and_restore(settings: Settings, url: str, manifest: Manifest, keep_old: bool, folder: Path) -> str | None:
     """Run download-backup and restore-into-target at once: tables load while the backup still downloads.
 
     A retried flow run finds the download Cached and restores from the file it left; when that file is gone or
-    changed, the cached result is not used and the backup is downloaded again. Returns the archive's path and
-    the name the replaced database is kept under.
+    changed, the cached result is not used and the backup is downloaded again. Returns the name the replaced
+    database is kept under.
     """
     archive = folder / f"{manifest.id}.dump"
     download = retrying(download_backup, settings)
@@ -232,7 +230,7 @@ def download_and_restore(
             grown.fail(exc)
             restoring.wait()
             raise
-        return str(archive), restoring.result()
+        return restoring.result()  # type: ignore[no-any-return]
     finally:
         growing.forget(archive)
 
