@@ -6,13 +6,15 @@ from typing import Any
 
 from prefect import flow
 
+from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
+from tasks.choices import offer_backups
 from tasks.common import retrying
 from tasks.files import report_snapshot, take_snapshot
 
 
 @flow(name="backup-config", description="Snapshot CONFIG_PATHS (compose file, .env, nginx/) when they changed.")
-def backup_config(config_file: str | None = None) -> dict[str, Any]:
+def backup_config(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     try:
         snap = retrying(take_snapshot, settings)(settings, "config", only_if_changed=True)
@@ -20,4 +22,6 @@ def backup_config(config_file: str | None = None) -> dict[str, Any]:
         report_snapshot(settings, "config", None, error)
         raise
     report_snapshot(settings, "config", snap)
+    if snap:
+        offer_backups(settings, ("restore-config",))
     return snap.model_dump(mode="json") if snap else {"status": "unchanged"}

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow
 
+from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
 from tasks.backup import (
     check_database,
@@ -16,12 +17,12 @@ from tasks.backup import (
     report_success,
     summary,
 )
-from tasks.choices import offer_backups
+from tasks.choices import DATABASE, offer_backups
 from tasks.common import retrying
 
 
 @flow(name="backup-database", description="Dump, compress, encrypt, checksum, upload, prune, notify.")
-def backup_database(config_file: str | None = None) -> dict[str, Any]:
+def backup_database(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     listed = None
     try:
@@ -36,7 +37,7 @@ def backup_database(config_file: str | None = None) -> dict[str, Any]:
         pruned = retrying(prune_backups, settings)(settings)
         # 6. Send notification (success).
         report_success(settings, listed, pruned)
-        offer_backups(settings)
+        offer_backups(settings, DATABASE)
     except BaseException as error:
         # 6. Send notification (failure).
         report_failure(settings, error, listed)

@@ -6,13 +6,15 @@ from typing import Any
 
 from prefect import flow
 
+from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
+from tasks.choices import offer_backups
 from tasks.common import retrying
 from tasks.files import report_snapshot, take_snapshot
 
 
 @flow(name="backup-files", description="Snapshot UPLOADS_DIR: upload only new or changed content.")
-def backup_files(config_file: str | None = None) -> dict[str, Any]:
+def backup_files(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     try:
         snap = retrying(take_snapshot, settings)(settings, "files")
@@ -20,4 +22,6 @@ def backup_files(config_file: str | None = None) -> dict[str, Any]:
         report_snapshot(settings, "files", None, error)
         raise
     report_snapshot(settings, "files", snap)
+    if snap:
+        offer_backups(settings, ("restore-files",))
     return snap.model_dump(mode="json") if snap else {"status": "unchanged"}

@@ -7,8 +7,10 @@ from typing import Any
 
 from prefect import flow
 
+from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
 from tasks.backup import dump_database, publish_backup
+from tasks.choices import FULL, offer_backups
 from tasks.common import retrying
 from tasks.files import take_snapshot
 from tasks.full import (
@@ -23,7 +25,7 @@ from tasks.full import (
 
 
 @flow(name="backup-full-system", description="Database, application files, Docker images and config as one set.")
-def backup_full_system(config_file: str | None = None) -> dict[str, Any]:
+def backup_full_system(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     started = datetime.now(UTC)
     set_id = None
@@ -54,4 +56,5 @@ def backup_full_system(config_file: str | None = None) -> dict[str, Any]:
         )
         raise
     report_full(settings, "backup.full", set_id, None, f"{len(full.parts)} parts stored.")
+    offer_backups(settings, FULL)
     return full.model_dump(mode="json")

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow
 
+from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
 from tasks.choices import offer_backups
 from tasks.common import retrying
@@ -13,7 +14,7 @@ from tasks.health import announce_changes, evaluate_health, report_health_failur
 
 
 @flow(name="check-backup-health", description="No backup in 25 h, size drop, failed verification, storage full.")
-def check_backup_health(config_file: str | None = None) -> dict[str, Any]:
+def check_backup_health(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     try:
         alerts = retrying(evaluate_health, settings)(settings)

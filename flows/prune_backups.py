@@ -7,15 +7,16 @@ from typing import Any
 
 from prefect import flow
 
+from sppg_backup.forms import CONFIG_PARAM, DRY_RUN_PARAM, Text
 from sppg_backup.settings import load_settings
 from tasks.backup import prune_backups as prune_task
 from tasks.backup import report_prune
-from tasks.choices import offer_backups
+from tasks.choices import FULL, offer_backups
 from tasks.common import retrying
 
 
 @flow(name="prune-backups", description="Delete backups past retention; never the newest good one.")
-def prune_backups(dry_run: bool = False, config_file: str | None = None) -> list[dict[str, Any]]:
+def prune_backups(dry_run: bool = DRY_RUN_PARAM, config_file: Text = CONFIG_PARAM) -> list[dict[str, Any]]:
     settings = load_settings(config_file)
     try:
         results = retrying(prune_task, settings)(settings, dry_run)
@@ -23,5 +24,5 @@ def prune_backups(dry_run: bool = False, config_file: str | None = None) -> list
         report_prune(settings, [], dry_run, error)
         raise
     report_prune(settings, results, dry_run)
-    offer_backups(settings)
+    offer_backups(settings, FULL)
     return [asdict(result) for result in results]

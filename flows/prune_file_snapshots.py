@@ -6,13 +6,15 @@ from typing import Any
 
 from prefect import flow
 
+from sppg_backup.forms import CONFIG_PARAM, DRY_RUN_PARAM, Text
 from sppg_backup.settings import load_settings
+from tasks.choices import offer_backups
 from tasks.common import retrying
 from tasks.files import prune_snapshots, report_prune, report_snapshot
 
 
 @flow(name="prune-file-snapshots", description="Delete file snapshots past retention and blobs nothing refers to.")
-def prune_file_snapshots(dry_run: bool = False, config_file: str | None = None) -> dict[str, Any]:
+def prune_file_snapshots(dry_run: bool = DRY_RUN_PARAM, config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     try:
         result = retrying(prune_snapshots, settings)(settings, dry_run)
@@ -20,6 +22,8 @@ def prune_file_snapshots(dry_run: bool = False, config_file: str | None = None) 
         report_snapshot(settings, "files", None, error, action="prune")
         raise
     report_prune(settings, result, dry_run)
+    if not dry_run:
+        offer_backups(settings, ("restore-files",))
     return {
         "deleted_snapshots": result.deleted_snapshots,
         "deleted_objects": result.deleted_objects,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from flows.restore_database import restore_database
+from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
 from tasks.restore import RestoreRequest, find_errors, newest_verified, report_corruption
 
@@ -15,11 +16,28 @@ from tasks.restore import RestoreRequest, find_errors, newest_verified, report_c
 class CorruptionRecovery(BaseModel):
     """The form for scenario 1 in the Prefect UI."""
 
-    services: list[str] | None = Field(
-        default=None, description="Backend containers or Compose services (default SPPG_BACKUP_SERVICES)"
+    model_config = ConfigDict(frozen=True)
+
+    services: list[str] = Field(
+        default=[],
+        description="The backend containers or Compose services (e.g. backend-1) whose logs are read for "
+        "corruption errors and that are stopped during the restore. Leave empty for SPPG_BACKUP_SERVICES.",
     )
-    confirm: bool = Field(default=False, description="Required: the database is replaced by the newest verified backup")
-    dry_run: bool = Field(default=False, description="Only look at the logs and show the plan")
+    keep_services_running: bool = Field(
+        default=False, description="Read no logs and stop no service (for example when they are stopped already)."
+    )
+    confirm: bool = Field(
+        default=False,
+        description="Required: the production database is replaced by the newest verified backup. The current "
+        "database is backed up first, to go back to.",
+    )
+    dry_run: bool = Field(
+        default=False, description="Only read the logs and show the plan: which backup, what stops; nothing changes."
+    )
+
+
+DEFAULTS = CorruptionRecovery()  # a default, not None: the UI's form opens filled in
+REQUEST = "Tick dry run first to see the errors found and the plan; then tick confirm and Submit."
 
 
 @flow(
@@ -27,11 +45,11 @@ class CorruptionRecovery(BaseModel):
     description="Scenario 1: errors in the logs, restore the newest verified backup, check users, restart.",
 )
 def recover_database_corruption(
-    request: CorruptionRecovery | None = None, config_file: str | None = None
+    request: CorruptionRecovery = Field(DEFAULTS, description=REQUEST),  # noqa: B008 - Prefect reads Field defaults
+    config_file: Text = CONFIG_PARAM,
 ) -> dict[str, Any]:
-    request = request or CorruptionRecovery()
     settings = load_settings(config_file)
-    names = list(request.services) if request.services is not None else list(settings.services)
+    names = [] if request.keep_services_running else list(request.services or settings.services)
     errors: dict[str, list[str]] = {}
     try:
         # 1. Identify corruption in the backend's logs.

@@ -9,6 +9,7 @@ from prefect import flow
 from sppg_backup.catalog import Manifest
 from sppg_backup.drill import AppTestResult, SmokeResult, Stopwatch, build_report
 from sppg_backup.errors import BackupError, CheckFailed
+from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
 from tasks.common import retrying, scratch_folder
 from tasks.drill import (
@@ -23,7 +24,7 @@ from tasks.verify import fetch_archive, find_backup
 
 
 @flow(name="recovery-drill", description="Restore the newest backup as a disaster would; measure RTO and RPO.")
-def recovery_drill(config_file: str | None = None) -> dict[str, Any]:
+def recovery_drill(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     watch = Stopwatch()
     manifest: Manifest | None = None

@@ -9,10 +9,10 @@ from pydantic import Field
 
 from sppg_backup.catalog import Manifest
 from sppg_backup.docker_services import Service
-from sppg_backup.forms import CONFIG_FILE, Text
+from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.recovery import RestorePlan
 from sppg_backup.settings import load_settings
-from tasks.choices import offer_backups
+from tasks.choices import DATABASE, offer_backups
 from tasks.common import retrying, scratch_folder
 from tasks.restore import (
     RestoreRequest,
@@ -37,7 +37,7 @@ REQUEST = (
 @flow(name="restore-database", description="Stop services, restore a backup, verify it, start services.")
 def restore_database(
     request: RestoreRequest = Field(DEFAULTS, description=REQUEST),  # noqa: B008 - Prefect reads Field defaults
-    config_file: Text = Field("", description=CONFIG_FILE),  # noqa: B008
+    config_file: Text = CONFIG_PARAM,
 ) -> dict[str, Any]:
     settings = load_settings(config_file)
     url = target_url(settings, request)
@@ -67,8 +67,8 @@ def restore_database(
         restarted = start_again(settings, services) if services else None
         report_restore(settings, request, plan, safety, error=error, services=restarted)
         if safety:
-            offer_backups(settings)
+            offer_backups(settings, DATABASE)
         raise
     result = report_restore(settings, request, plan, safety, kept)
-    offer_backups(settings)
+    offer_backups(settings, DATABASE)
     return result

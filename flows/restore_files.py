@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from pydantic import Field
 
+from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
 from sppg_backup.snapshots import SnapshotKind
 from tasks.common import retrying
 from tasks.files import FilesRestoreRequest, report_restore, restore_snapshot
+
+DEFAULTS = FilesRestoreRequest()  # a default, not None: the UI's form opens filled in
+REQUEST = (
+    "Type the folder to restore into, pick the snapshot (or give 'as of'), and Submit. Restore into an empty "
+    "folder first to look; files already in the target are kept unless overwrite is ticked."
+)
 
 
 def _restore(kind: SnapshotKind, request: FilesRestoreRequest, config_file: str | None) -> dict[str, Any]:
@@ -24,10 +32,16 @@ def _restore(kind: SnapshotKind, request: FilesRestoreRequest, config_file: str 
 
 
 @flow(name="restore-files", description="Restore uploaded files from a snapshot into a folder.")
-def restore_files(request: FilesRestoreRequest, config_file: str | None = None) -> dict[str, Any]:
+def restore_files(
+    request: FilesRestoreRequest = Field(DEFAULTS, description=REQUEST),  # noqa: B008 - Prefect reads Field defaults
+    config_file: Text = CONFIG_PARAM,
+) -> dict[str, Any]:
     return _restore("files", request, config_file)
 
 
 @flow(name="restore-config", description="Restore the configuration files from a snapshot into a folder.")
-def restore_config(request: FilesRestoreRequest, config_file: str | None = None) -> dict[str, Any]:
+def restore_config(
+    request: FilesRestoreRequest = Field(DEFAULTS, description=REQUEST),  # noqa: B008
+    config_file: Text = CONFIG_PARAM,
+) -> dict[str, Any]:
     return _restore("config", request, config_file)

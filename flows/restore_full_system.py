@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from pydantic import Field
 
 from flows.restore_database import restore_database
 from sppg_backup.docker_services import Service
+from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
 from tasks.common import retrying, scratch_folder
 from tasks.full import (
@@ -24,10 +26,18 @@ from tasks.full import (
 )
 from tasks.restore import RestoreRequest, start_again, start_services, stop_services
 
+DEFAULTS = FullRestoreRequest()  # a default, not None: the UI's form opens filled in
+REQUEST = (
+    "Pick the full-system backup, tick confirm, and Submit. If the run fails, fix the cause and press Retry: the "
+    "downloads and the safety backup are not repeated."
+)
+
 
 @flow(name="restore-full-system", description="Download a full set, stop services, restore everything, verify.")
-def restore_full_system(request: FullRestoreRequest | None = None, config_file: str | None = None) -> dict[str, Any]:
-    request = request or FullRestoreRequest()
+def restore_full_system(
+    request: FullRestoreRequest = Field(DEFAULTS, description=REQUEST),  # noqa: B008 - Prefect reads Field defaults
+    config_file: Text = CONFIG_PARAM,
+) -> dict[str, Any]:
     settings = load_settings(config_file)
     services: list[Service] = []
     set_id = request.set_id or "the newest full-system backup"

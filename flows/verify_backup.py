@@ -6,17 +6,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow
+from pydantic import Field
 
 from sppg_backup.catalog import Manifest
 from sppg_backup.errors import BackupError, CheckFailed
+from sppg_backup.forms import CONFIG_PARAM, Choice, Text
 from sppg_backup.settings import load_settings
-from tasks.choices import offer_backups
+from tasks.choices import DATABASE, offer_backups
 from tasks.common import retrying, scratch_folder
 from tasks.verify import check_stored, fetch_archive, find_backup, list_archive, record_verification, test_restore
 
+BACKUP = "The backup to verify (its id, as in `sppg-backup list`). Leave empty for the newest backup."
+
 
 @flow(name="verify-backup", description="Prove a backup restores: checksum, decrypt, pg_restore --list, test restore.")
-def verify_backup(backup_id: str | None = None, config_file: str | None = None) -> dict[str, Any]:
+def verify_backup(
+    backup_id: Choice = Field(None, description=BACKUP),  # noqa: B008 - Prefect reads Field defaults
+    config_file: Text = CONFIG_PARAM,
+) -> dict[str, Any]:
     """Verify the named backup, or the newest one when no id is given."""
     settings = load_settings(config_file)
     started = datetime.now(UTC)
@@ -36,8 +43,8 @@ def verify_backup(backup_id: str | None = None, config_file: str | None = None) 
     except BackupError as error:
         failure = error if isinstance(error, CheckFailed) else CheckFailed("verification", str(error))
         record_verification(settings, manifest, failure, started)
-        offer_backups(settings)
+        offer_backups(settings, DATABASE)
         raise failure from None
     result = record_verification(settings, manifest, None, started)
-    offer_backups(settings)
+    offer_backups(settings, DATABASE)
     return result

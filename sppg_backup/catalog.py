@@ -87,11 +87,6 @@ class Manifest(BaseModel):
         return " · ".join(parts)
 
 
-def chosen_id(value: str) -> str:
-    """The backup id of a value picked from the form's list (its first word), or of a typed id."""
-    return value.strip().split(" ", 1)[0]
-
-
 def new_backup_id(now: datetime) -> str:
     """erp_sppg_backup_YYYYMMDD_HHMMSS, in UTC."""
     return PREFIX + now.astimezone(UTC).strftime("%Y%m%d_%H%M%S")

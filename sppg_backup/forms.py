@@ -8,11 +8,14 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 WIB = ZoneInfo("Asia/Jakarta")
 TIME_PATTERN = r"^$|^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?( ?(WIB|Z|[+-]\d{2}:?\d{2}))?$"
-NEWEST = "newest usable backup"  # the first choice of the backup list: no id, choose by the rules
+# The first choice of each list: no id, choose by the rules. Ids never start with "newest".
+NEWEST = "newest usable backup"
+NEWEST_SET = "newest full-system backup"
+NEWEST_SNAPSHOT = "newest snapshot (or the newest at 'as of')"
 CONFIG_FILE = (
     "The sppg-backup settings file (TOML) to use instead of the worker's (SPPG_BACKUP_CONFIG). Leave empty: the "
     "worker's settings name the database, the storage and the keys."
@@ -41,6 +44,11 @@ def _text(value: Any) -> str | None:
     return None if not text or text == NEWEST else text
 
 
+def _chosen(value: Any) -> str | None:
+    text = _text(value)
+    return None if text is None or text.startswith("newest ") else text.split(" ", 1)[0]
+
+
 def _shown(value: Any) -> str:
     return "" if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
 
@@ -60,3 +68,15 @@ Text = Annotated[
     PlainSerializer(_shown, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string"}),
 ]
+
+# A choice from a list the UI draws as a dropdown ("<id> · <when> · ..."): its id, or None for a "newest" choice.
+Choice = Annotated[
+    str | None,
+    BeforeValidator(_chosen),
+    PlainSerializer(_shown, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string"}),
+]
+
+# The config_file parameter of every flow (`config_file: Text = CONFIG_PARAM`): a described text box.
+CONFIG_PARAM: Any = Field("", description=CONFIG_FILE)
+DRY_RUN_PARAM: Any = Field(False, description="Only list what would be deleted and why; nothing is deleted.")

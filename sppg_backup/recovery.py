@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from . import postgres, restore
-from .catalog import Manifest, chosen_id, list_backups, read_manifest, shown_time
+from .catalog import Manifest, list_backups, read_manifest, shown_time
 from .errors import NotFoundError, PermanentError
 from .growing import GrowingFile
 from .storage import Storage
@@ -23,7 +23,6 @@ def choose_backup(
 ) -> Manifest:
     """By id; else the newest before `before` (or the newest), skipping safety copies and failed verifications."""
     if backup_id:
-        backup_id = chosen_id(backup_id)
         try:
             return read_manifest(storage, "db", backup_id)
         except NotFoundError:

@@ -388,14 +388,16 @@ class SnapshotListing:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
 
 
-def list_snapshots(storage: Storage, kind: SnapshotKind) -> SnapshotListing:
-    """Every manifest of this kind, read 8 at a time (one GET each); blobs and indexes are not listed."""
+def list_snapshots(storage: Storage, kind: SnapshotKind, newest: int | None = None) -> SnapshotListing:
+    """Every manifest of this kind (or the `newest` ones), read 8 at a time (one GET each); blobs and indexes are
+    not listed."""
     listing = SnapshotListing()
-    keys = [
+    keys = sorted(
         obj.key
         for obj in storage.list(f"{kind}/erp_sppg_{kind}_")
         if "/" not in obj.key[len(kind) + 1 :] and obj.key.endswith(MANIFEST_SUFFIX)
-    ]
+    )
+    keys = keys[-newest:] if newest else keys
 
     def read(key: str) -> Snapshot | tuple[str, str]:
         try:

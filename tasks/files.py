@@ -8,11 +8,12 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sppg_backup import crypto, file_restore, metrics, report_files, snapshot_retention, snapshots
 from sppg_backup.catalog import human_size
 from sppg_backup.errors import ConfigError
+from sppg_backup.forms import Choice, Text, WibTime
 from sppg_backup.settings import Settings
 from tasks.common import audit, audit_trail, destinations, publish, who
 
@@ -116,19 +117,39 @@ def report_snapshot(
 class FilesRestoreRequest(BaseModel):
     """What the engineer fills in to get files back (the Prefect UI shows these fields as a form)."""
 
-    target: str = Field(description="Folder to restore into, e.g. /opt/erp-sppg/uploads or /tmp/restored")
-    snapshot_id: str | None = Field(default=None, description="Snapshot to restore; empty: see as_of, else the newest")
-    as_of: datetime | None = Field(default=None, description="Restore the newest snapshot taken at or before this time")
-    path: str | None = Field(
-        default=None, description="Only this file or folder (as inside the snapshot, e.g. 2024/12/01/invoice.pdf)"
+    model_config = ConfigDict(frozen=True)
+
+    target: Text = Field(
+        default=None,
+        description="Required: the folder to restore into, e.g. /tmp/restored to look first, or the live folder "
+        "(/opt/erp-sppg/uploads) with overwrite ticked. Nothing is written outside it.",
     )
-    overwrite: bool = Field(default=False, description="Replace files that already exist in the target")
+    snapshot_id: Choice = Field(
+        default=None,
+        description="The snapshot to restore, chosen from the list (newest first: its time in WIB, files, size). "
+        "'newest snapshot' takes the newest one, or the newest taken at or before 'as of'.",
+    )
+    as_of: WibTime = Field(
+        default=None,
+        description="Only with 'newest snapshot': the newest snapshot taken at or before this time, in WIB, e.g. "
+        "2026-12-01 10:30. Leave empty for the newest of all.",
+    )
+    path: Text = Field(
+        default=None,
+        description="Only this file or folder, as inside the snapshot (e.g. 2024/12/01/invoice.pdf). Leave empty "
+        "for everything.",
+    )
+    overwrite: bool = Field(
+        default=False, description="Replace files that already exist in the target (otherwise they are kept)."
+    )
 
 
 @task(name="restore-snapshot", cache_policy=NO_CACHE)
 def restore_snapshot(
     settings: Settings, kind: snapshots.SnapshotKind, request: FilesRestoreRequest
 ) -> file_restore.RestoredFiles:
+    if not request.target:
+        raise ConfigError("no folder to restore into: give the target (e.g. /tmp/restored)")
     storage = destinations(settings).storage
     snap = snapshots.choose(storage, kind, request.snapshot_id, request.as_of)
     result = file_restore.restore(
@@ -160,7 +181,7 @@ def report_restore(
     if error is not None:
         wanted = request.snapshot_id or (f"the newest as of {request.as_of}" if request.as_of else "the newest")
         wanted += f" ({request.path or 'everything'})"
-        told = report_files.files_restore_failed(kind, wanted, request.target, error)
+        told = report_files.files_restore_failed(kind, wanted, request.target or "(no target)", error)
     else:
         assert result is not None
         told = report_files.files_restored(

@@ -8,11 +8,12 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sppg_backup import docker_services, full_system, report_files, scratch
 from sppg_backup.catalog import Manifest, human_size
 from sppg_backup.errors import CheckFailed, ConfigError
+from sppg_backup.forms import Choice, Text
 from sppg_backup.settings import Settings
 from sppg_backup.snapshots import Snapshot
 from tasks.common import audit, destinations, keyed_on, publish, retrying, who
@@ -113,15 +114,31 @@ def report_full(settings: Settings, action: str, set_id: str, error: BaseExcepti
 class FullRestoreRequest(BaseModel):
     """The form for a full-system recovery in the Prefect UI."""
 
-    set_id: str | None = Field(default=None, description="Full-system backup to restore; empty: the newest")
+    model_config = ConfigDict(frozen=True)
+
+    set_id: Choice = Field(
+        default=None,
+        description="The full-system backup to restore, chosen from the list (newest first: its time in WIB, "
+        "size, parts). 'newest full-system backup' takes the newest one.",
+    )
     confirm: bool = Field(
-        default=False, description="Required: application files, images and the database are replaced"
+        default=False,
+        description="Required: the application files, the Docker images and the database are replaced by the "
+        "backup's. The current database is backed up first (see safety backup).",
     )
-    app_dir: str | None = Field(default=None, description="Where the application files go; empty: SPPG_BACKUP_APP_DIR")
-    target_url: str | None = Field(
-        default=None, description="Database to restore into; empty: SPPG_BACKUP_DATABASE_URL"
+    app_dir: Text = Field(
+        default=None,
+        description="The folder the application files go to. Leave empty for SPPG_BACKUP_APP_DIR.",
     )
-    safety_backup: bool = Field(default=True, description="Back up the current database first (when it has data)")
+    target_url: Text = Field(
+        default=None,
+        description="The database to restore into, as postgresql://user@host:port/database. Leave empty for the "
+        "production database (SPPG_BACKUP_DATABASE_URL).",
+    )
+    safety_backup: bool = Field(
+        default=True,
+        description="Back up the current database before it is replaced (when it has data), to go back to.",
+    )
 
 
 @task(name="choose-set", cache_policy=NO_CACHE, timeout_seconds=300)

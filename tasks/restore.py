@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sppg_backup import backup, docker_services, drill, growing, postgres, recovery, report, restore, scratch
 from sppg_backup.catalog import Manifest, read_manifest
 from sppg_backup.errors import CheckFailed, NotFoundError
-from sppg_backup.forms import Text, WibTime
+from sppg_backup.forms import Choice, Text, WibTime
 from sppg_backup.settings import Settings
 from tasks.common import audit, destinations, keyed_on, publish, retrying, who
 from tasks.verify import fetch_archive
@@ -24,7 +24,7 @@ class RestoreRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    backup_id: Text = Field(
+    backup_id: Choice = Field(
         default=None,
         description="The backup to restore, chosen from the list (newest first: its time in WIB, size, whether "
         "verification passed; SAFETY backups are the states saved before earlier restores). 'newest usable "

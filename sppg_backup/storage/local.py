@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import NotFoundError, PermanentError, TransientError
+from ..errors import ConfigError, NotFoundError, PermanentError, TransientError
 from .base import CHUNK, ObjectInfo, check_key, final_digest
 
 PARTIAL_MARK = ".partial-"
@@ -171,6 +171,8 @@ class LocalStorage:
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         if not self.root.is_dir():
+            if self.root.exists():  # a wrong path, not an empty storage: listing nothing would prune or alert wrongly
+                raise ConfigError(f"storage {self.root} is not a folder; check the storage URL")
             return
         for dirpath, dirnames, filenames in os.walk(self.root):
             # Only descend where keys can start with `prefix` (a walk of every blob to find a few manifests is slow).

@@ -21,7 +21,7 @@ from sppg_backup.sandbox import prefect_server
 from sppg_backup.settings import load_settings
 from sppg_backup.storage import open_storage
 from tests.conftest import SCHEDULER_EVERY_10_SECONDS
-from tests.e2e.client import api, deployment, wait_final
+from tests.e2e.client import api, artifacts, deployment, trigger, wait_final
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).parents[2]
@@ -137,6 +137,12 @@ def test_status_alerts_when_the_daily_backup_has_no_upcoming_run_or_its_last_run
         assert done.returncode == 1
         [line] = schedule_alerts(done)
         assert "schedule_missing_backup_database" in line and "no scheduled run in the next 25 hours" in line
+        # The same alert from the health check the server runs every 15 minutes, in its result and artifact.
+        check = trigger(worker, {"config_file": str(worker_config)}, "check-backup-health/every-15-minutes")
+        result = wait_final(worker, check)
+        assert result.state.type.value == "COMPLETED", result.state.message
+        [report] = [a for a in artifacts(worker, check) if a.type == "markdown"]
+        assert "schedule_missing_backup_database" in str(report.data) and "alert" in str(report.description)
     finally:
         api(worker, lambda client: client.resume_deployment(found.id))
     assert_daily_run_at_three_wib(worker, found.id)
