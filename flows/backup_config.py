@@ -11,11 +11,13 @@ from sppg_backup.settings import load_settings
 from tasks.choices import offer_backups
 from tasks.common import retrying
 from tasks.files import report_snapshot, take_snapshot
+from tasks.leftovers import clean_leftovers
 
 
 @flow(name="backup-config", description="Snapshot CONFIG_PATHS (compose file, .env, nginx/) when they changed.")
 def backup_config(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
+    clean_leftovers(settings)
     try:
         snap = retrying(take_snapshot, settings)(settings, "config", only_if_changed=True)
     except BaseException as error:

@@ -19,11 +19,13 @@ from tasks.backup import (
 )
 from tasks.choices import DATABASE, offer_backups
 from tasks.common import retrying
+from tasks.leftovers import clean_leftovers
 
 
 @flow(name="backup-database", description="Dump, compress, encrypt, checksum, upload, prune, notify.")
 def backup_database(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
+    clean_leftovers(settings, uploads=True)
     listed = None
     try:
         retrying(check_database, settings)(settings)

@@ -11,11 +11,13 @@ from sppg_backup.settings import load_settings
 from tasks.choices import offer_backups
 from tasks.common import retrying
 from tasks.files import report_snapshot, take_snapshot
+from tasks.leftovers import clean_leftovers
 
 
 @flow(name="backup-files", description="Snapshot UPLOADS_DIR: upload only new or changed content.")
 def backup_files(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
+    clean_leftovers(settings)
     try:
         snap = retrying(take_snapshot, settings)(settings, "files")
     except BaseException as error:

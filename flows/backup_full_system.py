@@ -22,11 +22,13 @@ from tasks.full import (
     report_full,
     reserve_set,
 )
+from tasks.leftovers import clean_leftovers
 
 
 @flow(name="backup-full-system", description="Database, application files, Docker images and config as one set.")
 def backup_full_system(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
+    clean_leftovers(settings, uploads=True)
     started = datetime.now(UTC)
     set_id = None
     try:

@@ -13,11 +13,13 @@ from tasks.backup import prune_backups as prune_task
 from tasks.backup import report_prune
 from tasks.choices import FULL, offer_backups
 from tasks.common import retrying
+from tasks.leftovers import clean_leftovers
 
 
 @flow(name="prune-backups", description="Delete backups past retention; never the newest good one.")
 def prune_backups(dry_run: bool = DRY_RUN_PARAM, config_file: Text = CONFIG_PARAM) -> list[dict[str, Any]]:
     settings = load_settings(config_file)
+    clean_leftovers(settings)
     try:
         results = retrying(prune_task, settings)(settings, dry_run)
     except BaseException as error:

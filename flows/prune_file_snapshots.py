@@ -11,11 +11,13 @@ from sppg_backup.settings import load_settings
 from tasks.choices import offer_backups
 from tasks.common import retrying
 from tasks.files import prune_snapshots, report_prune, report_snapshot
+from tasks.leftovers import clean_leftovers
 
 
 @flow(name="prune-file-snapshots", description="Delete file snapshots past retention and blobs nothing refers to.")
 def prune_file_snapshots(dry_run: bool = DRY_RUN_PARAM, config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
+    clean_leftovers(settings)
     try:
         result = retrying(prune_snapshots, settings)(settings, dry_run)
     except BaseException as error:

@@ -20,12 +20,14 @@ from tasks.drill import (
     run_smoke_checks,
     write_drill_report,
 )
-from tasks.verify import fetch_archive, find_backup
+from tasks.leftovers import clean_leftovers
+from tasks.verify import fetch_archive, find_backup, server_url
 
 
 @flow(name="recovery-drill", description="Restore the newest backup as a disaster would; measure RTO and RPO.")
 def recovery_drill(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
+    clean_leftovers(settings, servers=(server_url(settings),))
     watch = Stopwatch()
     manifest: Manifest | None = None
     target: str | None = None

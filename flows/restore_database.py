@@ -14,12 +14,14 @@ from sppg_backup.recovery import RestorePlan
 from sppg_backup.settings import load_settings
 from tasks.choices import DATABASE, offer_backups
 from tasks.common import retrying, scratch_folder
+from tasks.leftovers import clean_leftovers
 from tasks.restore import (
     RestoreRequest,
     download_and_restore,
     plan_restore,
     report_restore,
     start_again,
+    start_left_stopped,
     start_services,
     stop_services,
     take_safety_backup,
@@ -40,7 +42,9 @@ def restore_database(
     config_file: Text = CONFIG_PARAM,
 ) -> dict[str, Any]:
     settings = load_settings(config_file)
+    start_left_stopped(settings)  # what a killed run left stopped comes back first
     url = target_url(settings, request)
+    clean_leftovers(settings, servers=(url,))
     plan: RestorePlan | None = None
     safety: Manifest | None = None
     services: list[Service] = []

@@ -12,6 +12,7 @@ from sppg_backup.settings import load_settings
 from sppg_backup.snapshots import SnapshotKind
 from tasks.common import retrying
 from tasks.files import FilesRestoreRequest, report_restore, restore_snapshot
+from tasks.leftovers import clean_leftovers
 
 DEFAULTS = FilesRestoreRequest()  # a default, not None: the UI's form opens filled in
 REQUEST = (
@@ -22,6 +23,7 @@ REQUEST = (
 
 def _restore(kind: SnapshotKind, request: FilesRestoreRequest, config_file: str | None) -> dict[str, Any]:
     settings = load_settings(config_file)
+    clean_leftovers(settings)
     try:
         result = retrying(restore_snapshot, settings)(settings, kind, request)
     except BaseException as error:

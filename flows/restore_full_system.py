@@ -24,7 +24,8 @@ from tasks.full import (
     restored_summary,
     target_folder,
 )
-from tasks.restore import RestoreRequest, start_again, start_services, stop_services
+from tasks.leftovers import clean_leftovers
+from tasks.restore import RestoreRequest, start_again, start_left_stopped, start_services, stop_services
 
 DEFAULTS = FullRestoreRequest()  # a default, not None: the UI's form opens filled in
 REQUEST = (
@@ -39,6 +40,8 @@ def restore_full_system(
     config_file: Text = CONFIG_PARAM,
 ) -> dict[str, Any]:
     settings = load_settings(config_file)
+    clean_leftovers(settings)
+    start_left_stopped(settings)  # what a killed run left stopped comes back first
     services: list[Service] = []
     set_id = request.set_id or "the newest full-system backup"
     try:

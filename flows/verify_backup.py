@@ -9,12 +9,22 @@ from prefect import flow
 from pydantic import Field
 
 from sppg_backup.catalog import Manifest
-from sppg_backup.errors import BackupError, CheckFailed
+from sppg_backup.errors import CheckFailed
 from sppg_backup.forms import CONFIG_PARAM, Choice, Text
 from sppg_backup.settings import load_settings
 from tasks.choices import DATABASE, offer_backups
 from tasks.common import retrying, scratch_folder
-from tasks.verify import check_stored, fetch_archive, find_backup, list_archive, record_verification, test_restore
+from tasks.leftovers import clean_leftovers
+from tasks.verify import (
+    check_stored,
+    fetch_archive,
+    find_backup,
+    list_archive,
+    record_verification,
+    report_verify_error,
+    server_url,
+    test_restore,
+)
 
 BACKUP = "The backup to verify (its id, as in `sppg-backup list`). Leave empty for the newest backup."
 
@@ -26,6 +36,7 @@ def verify_backup(
 ) -> dict[str, Any]:
     """Verify the named backup, or the newest one when no id is given."""
     settings = load_settings(config_file)
+    clean_leftovers(settings, servers=(server_url(settings),))
     started = datetime.now(UTC)
     manifest: Manifest | None = None
     try:
@@ -40,11 +51,13 @@ def verify_backup(
             list_archive(settings, archive)
             # 4. Test restore to a temporary database, then compare every table's row count.
             test_restore(settings, manifest, archive)
-    except BackupError as error:
-        failure = error if isinstance(error, CheckFailed) else CheckFailed("verification", str(error))
-        record_verification(settings, manifest, failure, started)
+    except BaseException as error:
+        if isinstance(error, CheckFailed):
+            record_verification(settings, manifest, error, started)  # a verdict: the backup failed a check
+        else:
+            report_verify_error(settings, manifest, error)  # the run failed; the backup was not judged
         offer_backups(settings, DATABASE)
-        raise failure from None
+        raise
     result = record_verification(settings, manifest, None, started)
     offer_backups(settings, DATABASE)
     return result

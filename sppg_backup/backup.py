@@ -17,6 +17,7 @@ from .catalog import (
     free_id,
     manifest_key,
     new_backup_id,
+    release_id,
     write_manifest,
 )
 from .errors import BackupError, PermanentError
@@ -79,8 +80,24 @@ def dump(
 ) -> Manifest:
     """Dump, compress, encrypt and store every copy in one pass; returns the manifest, not yet published.
 
-    Nothing becomes visible unless pg_dump and every copy finished; then each copy's size and sha256 agree.
+    Nothing becomes visible unless pg_dump and every copy finished; then each copy's size and sha256 agree. A
+    failed dump gives its id up.
     """
+    try:
+        return _dump(settings, dest, backup_id, who, purpose, note)
+    except BaseException:
+        release_id(dest.storage, manifest_key("db", backup_id))
+        raise
+
+
+def _dump(
+    settings: Settings,
+    dest: Destinations,
+    backup_id: str,
+    who: dict[str, str] | None,
+    purpose: Literal["backup", "safety"],
+    note: str,
+) -> Manifest:
     recipients = settings.require_recipients()
     crypto.recipients(recipients)  # a bad key fails before pg_dump starts
     started = datetime.now(UTC)
@@ -157,9 +174,11 @@ def publish(dest: Destinations, manifest: Manifest) -> None:
     """Write the manifest beside every copy, the configured storage's last: from then on the backup exists."""
     for storage in reversed(dest.all):
         write_manifest(storage, manifest)
+    release_id(dest.storage, manifest_key("db", manifest.id))
 
 
 def discard(dest: Destinations, manifest: Manifest) -> None:
     """Remove the data of a backup that could not be completed, so no partial backup remains."""
     for storage in dest.all:
         delete_backup(storage, "db", manifest.id, manifest.data_key)
+    release_id(dest.storage, manifest_key("db", manifest.id))

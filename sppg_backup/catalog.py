@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -92,16 +94,33 @@ def new_backup_id(now: datetime) -> str:
     return PREFIX + now.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
 
 
+RESERVED_SUFFIX = ".reserved"
+
+
+def reservation_key(manifest: str) -> str:
+    """db/erp_sppg_backup_X.manifest.json -> db/erp_sppg_backup_X.reserved: the id's claim while it is made."""
+    return _stem(manifest) + RESERVED_SUFFIX
+
+
 def free_id(storage: Storage, now: datetime, name: Callable[[datetime], str], key: Callable[[str], str]) -> str:
-    """The id `name` gives `now`, moved on by a second while an earlier backup's manifest (`key`) holds it."""
+    """The id `name` gives `now`, claimed in storage with an atomic create (two runs in the same second never get
+    the same id), moved on by a second while an earlier backup's manifest (`key`) or claim holds it."""
     moment = now
+    claim = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "at": now.isoformat()}).encode()
     while True:
         candidate = name(moment)
         try:
             storage.stat(key(candidate))
         except NotFoundError:
-            return candidate
+            if storage.create(reservation_key(key(candidate)), claim):
+                return candidate
         moment += timedelta(seconds=1)
+
+
+def release_id(storage: Storage, manifest: str) -> None:
+    """Drop the claim once the manifest holds the id (or the run gave it up)."""
+    with contextlib.suppress(NotFoundError):
+        storage.delete(reservation_key(manifest))
 
 
 def data_key(kind: Kind, backup_id: str, compression: str, encrypted: bool) -> str:

@@ -49,6 +49,19 @@ def encrypt(source: IO[bytes], sink: Any, keys: list[str]) -> None:
     pyrage.encrypt_io(source, sink, recipients(keys))
 
 
+def check_identities(identities: list[x25519.Identity], recipients: list[str], what: str) -> None:
+    """The key can open `what` (made for `recipients`), or a ConfigError naming both: a wrong key is a setting to
+    fix, not a damaged backup."""
+    if not recipients:
+        return
+    ours = {str(identity.to_public()) for identity in identities}
+    if not ours & set(recipients):
+        raise ConfigError(
+            f"bad setting SPPG_BACKUP_AGE_IDENTITY_FILE: its key ({', '.join(sorted(ours))[:24]}...) is not one "
+            f"{what} was encrypted to ({', '.join(recipients)[:24]}...); use the matching private key"
+        )
+
+
 def decrypt(source: IO[bytes], sink: Any, identities: list[x25519.Identity]) -> None:
     try:
         pyrage.decrypt_io(source, sink, identities)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .blobs import BlobStore, file_sha256
 from .errors import CheckFailed, PermanentError
+from .safe_tar import SETID
 from .snapshots import Node, Snapshot, SnapshotKind, list_snapshots, read_index, select, unsafe_path
 from .storage import Storage
 
@@ -36,6 +37,7 @@ def restore(
     target: Path,
     prefix: str | None = None,
     overwrite: bool = False,
+    keep_setid: bool = False,
 ) -> RestoredFiles:
     """Write the snapshot's files (at or below `prefix`) under `target` with their content, mode and mtime.
 
@@ -43,6 +45,8 @@ def restore(
     target's disk has room. Each file is written to a temporary name and renamed once its sha256 matched.
     """
     nodes = select(read_index(storage, snapshot, identities), prefix, snapshot.id)
+    if not keep_setid:  # a file's setuid/setgid bits from storage are not trusted (a folder's setgid shares a group)
+        nodes = [n.model_copy(update={"mode": n.mode & ~SETID}) if n.type == "file" else n for n in nodes]
     bad = [n.path for n in nodes if unsafe_path(n.path)]
     if bad:
         raise CheckFailed("index", f"snapshot {snapshot.id} names a path outside its root: {bad[0]!r}")

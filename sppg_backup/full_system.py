@@ -22,10 +22,11 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from . import streams
+from . import safe_tar, streams
 from .blobs import store_packed, unpack
-from .catalog import free_id
+from .catalog import free_id, release_id
 from .errors import BackupError, CheckFailed, NotFoundError, PermanentError
+from .safe_tar import Unpacked
 from .storage import Storage, get_bytes, put_bytes
 
 PREFIX = "erp_sppg_full_"
@@ -195,11 +196,6 @@ class _Exactly:
         return data
 
 
-def _exact_mtime(member: tarfile.TarInfo) -> int | None:
-    seconds, _, fraction = member.pax_headers.get("mtime", "").partition(".")
-    return int(seconds) * 10**9 + int(fraction.ljust(9, "0")[:9]) if seconds.isdigit() else None
-
-
 class _Chunks(io.RawIOBase):
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks, self._pending = chunks, b""
@@ -241,6 +237,7 @@ def backup_image(storage: Storage, set_id: str, client: Any, ref: str, recipient
 
 def publish(storage: Storage, full: FullSet) -> None:
     put_bytes(storage, manifest_key(full.id), full.model_dump_json(indent=2).encode())
+    release_id(storage, manifest_key(full.id))
 
 
 def discard(storage: Storage, set_id: str) -> None:
@@ -248,6 +245,7 @@ def discard(storage: Storage, set_id: str) -> None:
     for obj in list(storage.list(f"full/{set_id}/")):
         with contextlib.suppress(NotFoundError):
             storage.delete(obj.key)
+    release_id(storage, manifest_key(set_id))
 
 
 def list_sets(storage: Storage) -> tuple[list[FullSet], list[tuple[str, str]]]:
@@ -331,25 +329,9 @@ def opened(stored: Path, identities: list[Any]) -> Iterator[IO[bytes]]:
         yield io.BufferedReader(source, streams.CHUNK)  # type: ignore[arg-type]
 
 
-def extract_application(stored: Path, identities: list[Any], target: Path) -> int:
-    """Unpack the application tar into `target` (no path may leave it); the number of entries."""
-    target.mkdir(parents=True, exist_ok=True)
-    try:
-        with opened(stored, identities) as source, tarfile.open(fileobj=source, mode="r|") as tar:
-            tar.extractall(target, filter=_inside)  # folders' modes and mtimes are set after their files
-            members = tar.getmembers()
-    except (tarfile.TarError, OSError) as exc:
-        raise CheckFailed("application", f"cannot unpack the application files into {target}: {exc}") from None
-    for member in reversed(members):  # tarfile sets mtimes from a float: put back the exact ones
-        exact = _exact_mtime(member)
-        if exact is not None:
-            os.utime(target / member.name, ns=(exact, exact), follow_symlinks=False)
-    return len(members)
-
-
-def _inside(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    """tarfile's 'tar' filter (no absolute paths, nothing outside `dest`) but with the modes as they were."""
-    return tarfile.tar_filter(member, dest).replace(mode=member.mode, deep=False)
+def extract_application(stored: Path, identities: list[Any], target: Path, keep_setid: bool = False) -> Unpacked:
+    """Unpack the application tar into `target`: checked whole first, nothing written outside `target`."""
+    return safe_tar.extract(lambda: opened(stored, identities), target, "the application tar", keep_setid)
 
 
 def wait_healthy(url: str, timeout: float) -> int:

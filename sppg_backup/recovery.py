@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from . import postgres, restore
+from . import postgres, restore, scratch_db
 from .catalog import Manifest, list_backups, read_manifest, shown_time
 from .errors import NotFoundError, PermanentError
 from .growing import GrowingFile
@@ -163,8 +163,7 @@ def restore_replacing(
     name = target.database
     staging = f"{name[:40]}_restoring_{uuid.uuid4().hex[:8]}"
     admin = postgres.with_database(url, "postgres")
-    with postgres.connect(admin) as conn:
-        conn.execute(f'CREATE DATABASE "{staging}"')
+    restore.create_claimed(url, staging)
     staged = postgres.with_database(url, staging)
     try:
         restore.restore_archive(staged, archive, pg_restore, jobs, "restore", grown)
@@ -186,7 +185,9 @@ def restore_replacing(
         except Exception as exc:
             if exists:
                 conn.execute(f'ALTER DATABASE "{old}" RENAME TO "{name}"')
+            restore.drop_database(staged)
             raise PermanentError(f"cannot put the restored database in place of {name}: {exc}") from None
+        scratch_db.release(staging)  # it is the target now
         if exists and not keep_old:
             conn.execute(f'DROP DATABASE "{old}" WITH (FORCE)')
     return old if exists and keep_old else None

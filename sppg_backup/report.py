@@ -171,6 +171,10 @@ ALERT_NEXT_STEP = {
     "backup_size_drop": "check whether data was deleted from the database (audit logs, application errors) before "
     "the next backup overwrites the evidence; run `sppg-backup verify`",
     "verification_failed": "run `sppg-backup verify` to see the failing check; make a new backup and verify it",
+    "leftovers": "nothing urgent: the next backup, verify or restore removes them (scratch folders may hold "
+    "decrypted data: any next run removes those)",
+    "services_left_stopped": "start them (`docker start <name>`), or run any restore, which starts them first; "
+    "then check the application",
     "files_snapshot_missing": "check the last backup-files flow run in the Prefect UI and that UPLOADS_DIR is "
     "mounted; run `sppg-backup backup files`",
 }

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import zstandard
 
-from . import postgres, streamed_restore, streams
+from . import postgres, scratch_db, streamed_restore, streams
 from .blobs import unpack
 from .catalog import Manifest
 from .errors import CheckFailed, PermanentError, TransientError
@@ -46,6 +46,13 @@ def fetch_dump(
             )
         if error is not None:
             raise error
+    except OSError as exc:  # the scratch file, not storage (its errors are ours already): full disk, permissions
+        if grown:
+            grown.fail(exc)
+        dest.unlink(missing_ok=True)
+        raise PermanentError(
+            f"cannot write {dest}: {exc.strerror or exc}; free space there or set SPPG_BACKUP_SCRATCH_DIR"
+        ) from None
     except BaseException as exc:
         if grown and isinstance(exc, TransientError):
             raise  # a retry writes the same file again, and its readers wait for it
@@ -90,9 +97,19 @@ def list_archive(archive: Path, pg_restore: str) -> int:
 def create_scratch_database(server_url: str, purpose: str) -> str:
     """A new, uniquely named database (sppg_<purpose>_<random>) on the server of `server_url`; its URL."""
     name = f"sppg_{purpose}_{uuid.uuid4().hex[:12]}"
-    with postgres.connect(postgres.with_database(server_url, "postgres")) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    create_claimed(server_url, name)
     return postgres.with_database(server_url, name)
+
+
+def create_claimed(server_url: str, name: str) -> None:
+    """CREATE DATABASE `name`, claimed by this run until drop_database (or scratch_db.release)."""
+    scratch_db.claim(server_url, name)
+    try:
+        with postgres.connect(postgres.with_database(server_url, "postgres")) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except BaseException:
+        scratch_db.release(name)
+        raise
 
 
 def drop_database(url: str) -> None:
@@ -100,6 +117,7 @@ def drop_database(url: str) -> None:
     target, _ = postgres.parse(url)
     with postgres.connect(postgres.with_database(url, "postgres")) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+    scratch_db.release(target.database)
 
 
 @contextmanager

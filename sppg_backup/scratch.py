@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 LOCK = ".lock"
-YOUNG_SECONDS = 60  # a folder this new may not hold its lock yet
+YOUNG_SECONDS = 10  # a folder this new may not hold its lock yet
 
 
 def _safe(name: str) -> str:
@@ -37,7 +37,12 @@ def _try_lock(folder: Path) -> int | None:
     return fd
 
 
-def clean_abandoned(root: Path) -> list[Path]:
+def abandoned(root: Path) -> list[Path]:
+    """The folders under `root` no live run holds (their run ended or was killed)."""
+    return clean_abandoned(root, remove=False)
+
+
+def clean_abandoned(root: Path, remove: bool = True) -> list[Path]:
     """Remove the folders under `root` that no live run holds (their run ended or was killed); the removed ones."""
     removed = []
     with contextlib.suppress(FileNotFoundError):
@@ -51,7 +56,8 @@ def clean_abandoned(root: Path) -> list[Path]:
             if fd is None:
                 continue
             try:
-                shutil.rmtree(folder, ignore_errors=True)
+                if remove:
+                    shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder)
             finally:
                 os.close(fd)

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     files_keep_versions: int = Field(5, ge=1)
     state_dir: Path = Path("/var/lib/sppg-backup/state")
     scheduled_flows: CommaList = ["backup-database", "verify-backup"]
+    restore_setid_bits: bool = False  # setuid/setgid bits read from storage are dropped unless this is set
 
     _split = field_validator(
         "age_recipients",

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .blobs import BlobStore, ChangedWhileReading, file_sha256
-from .catalog import free_id
+from .catalog import free_id, release_id
 from .errors import BackupError, NotFoundError, PermanentError
 from .storage import Storage, get_bytes, put_bytes
 
@@ -223,6 +223,7 @@ def take(
     finally:
         with contextlib.suppress(NotFoundError):
             storage.delete(lease_key(kind, snap_id))
+        release_id(storage, manifest_key(kind, snap_id))
 
 
 def _take(
@@ -483,4 +484,4 @@ def select(nodes: list[Node], prefix: str | None, snapshot: str = "the snapshot"
 
 def unsafe_path(path: str) -> bool:
     parts = path.split("/")
-    return not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts)
+    return not path or path.startswith("/") or "\0" in path or any(p in ("", ".", "..") for p in parts)

@@ -23,12 +23,14 @@ CHECKS = (
 
 
 def find_backup(storage: Storage, backup_id: str | None) -> Manifest:
-    """The named backup, or the newest; its manifest must exist and be readable."""
+    """The named backup, or the newest regular one (a safety copy only when there is nothing else); its manifest
+    must exist and be readable."""
     if backup_id is None:
         listing = list_backups(storage)
         if not listing.backups:
             raise CheckFailed("manifest", f"no backup in {storage.url}: nothing to verify")
-        return listing.backups[-1]
+        regular = [m for m in listing.backups if m.purpose == "backup"]
+        return (regular or listing.backups)[-1]
     try:
         return read_manifest(storage, "db", backup_id)
     except NotFoundError:

@@ -153,7 +153,13 @@ def restore_snapshot(
     storage = destinations(settings).storage
     snap = snapshots.choose(storage, kind, request.snapshot_id, request.as_of)
     result = file_restore.restore(
-        storage, snap, identities(settings), Path(request.target), request.path, request.overwrite
+        storage,
+        snap,
+        identities(settings),
+        Path(request.target),
+        request.path,
+        request.overwrite,
+        settings.restore_setid_bits,
     )
     get_run_logger().info(
         "restored %d files (%s) of %s into %s", result.files, human_size(result.bytes), snap.id, request.target

@@ -200,9 +200,16 @@ def find_services(settings: Settings) -> list[str]:
 @task(name="restore-application", cache_policy=NO_CACHE)
 def restore_application(settings: Settings, stored: str, app_dir: str) -> int:
     """3. Restore application files."""
-    count = full_system.extract_application(Path(stored), identities(settings), Path(app_dir))
-    get_run_logger().info("application files: %d entries restored into %s", count, app_dir)
-    return count
+    done = full_system.extract_application(
+        Path(stored), identities(settings), Path(app_dir), settings.restore_setid_bits
+    )
+    log = get_run_logger()
+    log.info("application files: %d entries restored into %s", done.entries, app_dir)
+    if done.setid_dropped:
+        log.warning("setuid/setgid bits dropped (RESTORE_SETID_BITS keeps them): %s", ", ".join(done.setid_dropped))
+    if done.links_outside:
+        log.warning("symlinks that lead outside %s, restored as links: %s", app_dir, ", ".join(done.links_outside))
+    return done.entries
 
 
 @task(name="docker-load", cache_policy=NO_CACHE)
@@ -232,7 +239,12 @@ def restored_summary(full: full_system.FullSet, app_dir: str, images: dict[str, 
 
 
 def target_folder(settings: Settings, request: FullRestoreRequest, full: full_system.FullSet) -> str:
-    folder = request.app_dir or full.app_dir or (str(settings.app_dir) if settings.app_dir else None)
+    # The engineer's argument or setting, never the manifest's: storage is not trusted to say where files go.
+    folder = request.app_dir or (str(settings.app_dir) if settings.app_dir else None)
     if not folder:
-        raise CheckFailed("application", "no folder for the application files: give --app-dir or set APP_DIR")
+        raise CheckFailed(
+            "application",
+            f"no folder for the application files (it was {full.app_dir} when backed up): give --app-dir or set "
+            "APP_DIR",
+        )
     return folder

@@ -10,13 +10,24 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from sppg_backup import backup, docker_services, drill, growing, postgres, recovery, report, restore, scratch
+from sppg_backup import (
+    backup,
+    docker_services,
+    drill,
+    growing,
+    postgres,
+    recovery,
+    report,
+    restore,
+    scratch,
+    stopped,
+)
 from sppg_backup.catalog import Manifest, read_manifest
-from sppg_backup.errors import CheckFailed, NotFoundError
+from sppg_backup.errors import BackupError, CheckFailed, NotFoundError
 from sppg_backup.forms import Choice, Text, WibTime
 from sppg_backup.settings import Settings
 from tasks.common import audit, destinations, keyed_on, publish, retrying, who
-from tasks.verify import fetch_archive
+from tasks.verify import fetch_archive, identities_for
 
 
 class RestoreRequest(BaseModel):
@@ -89,6 +100,7 @@ def services_of(settings: Settings, request: RestoreRequest) -> list[str]:
 def plan_restore(settings: Settings, request: RestoreRequest) -> recovery.RestorePlan:
     """Choose the backup, inspect the target, check the services exist; refuse without confirmation."""
     manifest = recovery.choose_backup(destinations(settings).storage, request.backup_id, request.before)
+    identities_for(settings, manifest)  # a wrong or missing key fails before anything changes
     names = services_of(settings, request)
     if names:
         docker_services.resolve(docker_services.connect(), names)  # an unknown name fails before anything stops
@@ -150,7 +162,12 @@ def take_safety_backup(settings: Settings, url: str, plan: recovery.RestorePlan)
 def stop_services(settings: Settings, names: list[str]) -> list[docker_services.Service]:
     client = docker_services.connect()
     services = docker_services.resolve(client, names)
-    docker_services.stop(client, services, settings.service_stop_timeout_seconds)
+    written = stopped.record(settings.state_dir, services)  # before the first stop: a kill leaves it behind
+    try:
+        docker_services.stop(client, services, settings.service_stop_timeout_seconds)
+    except BaseException:
+        stopped.clear(written)  # stop() started again the ones it had stopped
+        raise
     get_run_logger().info("stopped %s", ", ".join(s.container_name for s in services if s.was_running))
     return services
 
@@ -158,7 +175,24 @@ def stop_services(settings: Settings, names: list[str]) -> list[docker_services.
 @task(name="start-services", cache_policy=NO_CACHE, timeout_seconds=900)
 def start_services(settings: Settings, services: list[docker_services.Service]) -> None:
     docker_services.start(docker_services.connect(), services, settings.service_start_timeout_seconds)
+    stopped.clear_mine(settings.state_dir, services)
     get_run_logger().info("running again: %s", ", ".join(s.container_name for s in services if s.was_running))
+
+
+@task(name="start-left-stopped", cache_policy=NO_CACHE, timeout_seconds=900)
+def start_left_stopped(settings: Settings) -> list[str]:
+    """Start what an earlier run stopped and, killed, never started again; the names started."""
+    started: list[str] = []
+    for left in stopped.abandoned(settings.state_dir):
+        try:
+            docker_services.start(docker_services.connect(), left.services, settings.service_start_timeout_seconds)
+        except BackupError as exc:
+            get_run_logger().error("services %s, stopped by an earlier run, do not start: %s", left.names, exc)
+            continue
+        stopped.clear(left.path)
+        get_run_logger().warning("started %s again: stopped by a run that ended without starting them", left.names)
+        started += [s.container_name for s in left.services if s.was_running]
+    return started
 
 
 def start_again(settings: Settings, services: list[docker_services.Service]) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from sppg_backup import crypto, growing, metrics, report, restore, verify
 from sppg_backup.catalog import Manifest, human_size
-from sppg_backup.errors import CheckFailed
+from sppg_backup.errors import CheckFailed, ConfigError
 from sppg_backup.settings import Settings
 from tasks.common import audit_trail, destinations, publish
 
@@ -33,14 +34,21 @@ def check_stored(settings: Settings, manifest: Manifest) -> None:
     get_run_logger().info("backup %s: %s stored, as recorded", manifest.id, human_size(size))
 
 
+def identities_for(settings: Settings, manifest: Manifest) -> list[Any]:
+    """The private keys that open this backup; a ConfigError (a setting to fix) when none can."""
+    if manifest.encryption != "age":
+        return []
+    if settings.age_identity_file is None:
+        raise ConfigError("SPPG_BACKUP_AGE_IDENTITY_FILE is not set: cannot decrypt the backup")
+    identities = crypto.load_identities(settings.age_identity_file)
+    crypto.check_identities(identities, manifest.recipients, f"backup {manifest.id}")
+    return identities
+
+
 @task(name="download-decrypt-decompress", cache_policy=NO_CACHE)
 def fetch_archive(settings: Settings, manifest: Manifest, archive: Path) -> None:
     """Download, check sha256, decrypt with AGE_IDENTITY_FILE and decompress in one pass."""
-    identities = []
-    if manifest.encryption == "age":
-        if settings.age_identity_file is None:
-            raise CheckFailed("decrypt", "SPPG_BACKUP_AGE_IDENTITY_FILE is not set: cannot decrypt the backup")
-        identities = crypto.load_identities(settings.age_identity_file)
+    identities = identities_for(settings, manifest)
     restore.fetch_dump(destinations(settings).storage, manifest, identities, archive, growing.find(archive))
     get_run_logger().info("backup %s: sha256 matches, decrypted and decompressed", manifest.id)
 
@@ -86,3 +94,21 @@ def record_verification(
     told = report.verification_report(backup_id, result, settings.storage_url, settings.zone)
     publish(settings, "verify-backup", told, send=failure is not None)
     return {"backup_id": backup_id, **result.model_dump(mode="json")}
+
+
+@task(name="report-verify-error", cache_policy=NO_CACHE)
+def report_verify_error(settings: Settings, manifest: Manifest | None, error: BaseException) -> None:
+    """The run failed before judging the backup (its key, scratch space, server): told, audited, and the backup's
+    record left as it was."""
+    backup_id = manifest.id if manifest else "-"
+    try:
+        audit_trail(settings, destinations(settings)).record("verify", backup_id, "error", detail=str(error))
+    except Exception as exc:
+        get_run_logger().warning("cannot write the audit trail: %s", exc)
+    step = (
+        f"fix the cause above and run `sppg-backup verify {manifest.id}`; the backup itself was not judged and "
+        "keeps its verification status"
+        if manifest
+        else "fix the cause above and run `sppg-backup verify --latest`"
+    )
+    publish(settings, "verify-backup", report.run_failed("Verification", error, step))

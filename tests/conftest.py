@@ -22,11 +22,13 @@ from tests.helpers import free_port
 
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
-    """A gcp-storage-emulator on loopback; sets STORAGE_EMULATOR_HOST for the session."""
+    """A gcp-storage-emulator on loopback (with GCS's create-if-absent precondition); sets STORAGE_EMULATOR_HOST
+    for the session."""
     port = free_port()
-    exe = Path(sys.executable).with_name("gcp-storage-emulator")
+    emulator = [sys.executable, "-m", "tests.gcs_emulator", "start", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(
-        [str(exe), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
+        [*emulator, "--in-memory"],
+        cwd=Path(__file__).parent.parent,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

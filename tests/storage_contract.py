@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from sppg_backup.errors import NotFoundError
+from sppg_backup.errors import NotFoundError, PermanentError
 from sppg_backup.storage import Storage, get_bytes, put, put_bytes
 
 
@@ -124,9 +124,23 @@ class StorageContract:
         assert list(storage.list("ab/")) == []
 
     def test_keys_cannot_escape_the_root(self, storage: Storage) -> None:
-        for bad in ("../x", "/abs", "a//b", "a/./b", ""):
-            with pytest.raises(ValueError):
+        for bad in ("../x", "/abs", "a//b", "a/./b", "", "a\0b"):
+            with pytest.raises(PermanentError, match="not a name in storage"):
                 storage.open_write(bad)
+            with pytest.raises(PermanentError, match="not a name in storage"):
+                storage.stat(bad)
 
     def test_describe_names_a_url_a_person_can_use(self, storage: Storage) -> None:
         assert "db/x" in storage.describe("db/x")
+
+    def test_create_is_create_if_absent_even_under_concurrency(self, storage: Storage) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        assert storage.create("db/claim.reserved", b"first")
+        assert not storage.create("db/claim.reserved", b"second")
+        assert get_bytes(storage, "db/claim.reserved") == b"first"
+        with ThreadPoolExecutor(8) as pool:
+            won = list(pool.map(lambda n: storage.create("db/race.reserved", str(n).encode()), range(8)))
+        assert won.count(True) == 1
+        assert get_bytes(storage, "db/race.reserved") == str(won.index(True)).encode()
+        assert [o.key for o in storage.list("db/")] == ["db/claim.reserved", "db/race.reserved"]

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol
 
+from ..errors import PermanentError
+
 CHUNK = 1 << 20
 
 
@@ -46,6 +48,14 @@ class Storage(Protocol):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
 
     def delete(self, key: str) -> None: ...
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Write a small object only if none has this key, atomically (two callers never both get True)."""
+        ...
+
+    def abandoned_uploads(self, remove: bool = False) -> tuple[str, ...]:
+        """What uploads of killed processes left behind (never a live upload's), removed with `remove`."""
+        ...
 
     def describe(self, key: str) -> str:
         """Where a key lives, as a person would type it (file:///..., gs://...)."""
@@ -91,6 +101,9 @@ def final_digest(computed: Any, given: str | None) -> str:
 def check_key(key: str) -> str:
     """Keys are relative '/'-separated paths; reject anything that could escape the root."""
     parts = key.split("/")
-    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
-        raise ValueError(f"invalid storage key {key!r}")
+    if not key or key.startswith("/") or "\0" in key or any(part in ("", ".", "..") for part in parts):
+        raise PermanentError(
+            f"{key!r} is not a name in storage (ids look like erp_sppg_backup_20261124_030000); "
+            "`sppg-backup list` shows them"
+        )
     return key

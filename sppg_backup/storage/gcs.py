@@ -175,6 +175,22 @@ class GcsStorage:
         except CLIENT_ERRORS as exc:
             raise translate(exc, f"cannot list gs://{self.bucket.name}/{self.prefix}{prefix}") from exc
 
+    def abandoned_uploads(self, remove: bool = False) -> tuple[str, ...]:
+        return ()  # an unfinished resumable upload is never an object, and GCS expires it after a week
+
+    def create(self, key: str, data: bytes) -> bool:
+        blob = self.bucket.blob(self.name(key))
+        try:
+            # Generation 0 means "no live object": GCS refuses the second of two writers with 412.
+            blob.upload_from_string(data, if_generation_match=0)
+            return True
+        except gexc.PreconditionFailed:
+            return False
+        except CLIENT_ERRORS as exc:
+            raise translate(
+                exc, f"cannot write {self.describe(key)}", f"bucket {self.bucket.name} does not exist"
+            ) from exc
+
     def delete(self, key: str) -> None:
         try:
             self.bucket.blob(self.name(key)).delete()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -51,6 +53,7 @@ class LocalUpload:
         try:
             self._final.parent.mkdir(parents=True, exist_ok=True)
             self._file: BinaryIO = open(self._temp, "xb")  # noqa: SIM115 - closed in commit/abort
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)  # held while it is written: a live upload, not a leftover
         except OSError as exc:
             raise _os_error(exc, f"cannot write {self._what}") from exc
 
@@ -108,6 +111,20 @@ def _set_sha256(path: Path, digest: str) -> None:
     """Keep the checksum with the file, so stat() need not read it; not every filesystem allows this."""
     with contextlib.suppress(OSError):
         os.setxattr(path, SHA256_XATTR, digest.encode())
+
+
+def _held(path: Path) -> bool:
+    """Is a live process writing this temporary file (it holds its lock, or made it a moment ago)?"""
+    try:
+        if time.time() - path.stat().st_mtime < 10:  # between its open and its lock
+            return True
+        with open(path, "rb") as probe:
+            fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _fsync_dir(path: Path) -> None:
@@ -189,6 +206,41 @@ class LocalStorage:
                 if key.startswith(prefix):
                     st = full.stat()
                     yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def abandoned_uploads(self, remove: bool = False) -> tuple[str, ...]:
+        """Temporary files of uploads whose process is gone (killed mid-write), removed with `remove`."""
+        found: tuple[str, ...] = ()
+        if not self.root.is_dir():
+            return found
+        for dirpath, _, filenames in os.walk(self.root):
+            for name in filenames:
+                path = Path(dirpath) / name
+                if PARTIAL_MARK not in name or _held(path):
+                    continue
+                found += (str(path),)
+                if remove:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+        return found
+
+    def create(self, key: str, data: bytes) -> bool:
+        final = self.path(key)
+        temp = final.with_name(f".{final.name}{PARTIAL_MARK}{uuid.uuid4().hex[:8]}")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with open(temp, "xb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(temp, final)  # fails if the key exists: the atomic create-if-absent of a filesystem
+            _fsync_dir(final.parent)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise _os_error(exc, f"cannot write {self.describe(key)}") from exc
+        finally:
+            temp.unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:
         try:

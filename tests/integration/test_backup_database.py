@@ -150,13 +150,16 @@ def test_success_is_notified_measured_and_audited(backup_env: dict[str, str], we
 def test_run_leaves_a_markdown_artifact(backup_env: dict[str, str]) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     manifest = Manifest.model_validate(backup_database())
 
     async def latest() -> Any:
         async with get_client() as client:
             found = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["backup-database"])), limit=50
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["backup-database"])),
+                sort=ArtifactSort.CREATED_DESC,
+                limit=50,
             )
             return [a for a in found if manifest.id in str(a.data)]
 

@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -417,3 +418,17 @@ def test_a_whole_snapshot_comes_back_by_hand(place: dict[str, Any], age_key: tup
     for node in snapshots.read_index(place["storage"], taken, place["identities"]):
         if node.type == "file":
             assert (out / node.path).read_bytes() == (place["uploads"] / node.path).read_bytes()
+
+
+def test_setuid_bits_from_storage_are_dropped_unless_asked_for(place: dict[str, Any]) -> None:
+    (place["uploads"] / "tool").write_bytes(b"#!/bin/sh\n")
+    (place["uploads"] / "tool").chmod(0o4755)
+    (place["uploads"] / "2024").chmod(0o2775)
+    taken = snap(place)
+    target = place["tmp"] / "restored"
+    file_restore.restore(place["storage"], taken, place["identities"], target)
+    assert stat.S_IMODE((target / "tool").stat().st_mode) == 0o755
+    assert stat.S_IMODE((target / "2024").stat().st_mode) == 0o2775  # a folder's setgid only shares its group
+    again = place["tmp"] / "asked"
+    file_restore.restore(place["storage"], taken, place["identities"], again, keep_setid=True)
+    assert stat.S_IMODE((again / "tool").stat().st_mode) == 0o4755

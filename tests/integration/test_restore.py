@@ -20,7 +20,7 @@ from flows.restore_database import restore_database
 from sppg_backup import postgres
 from sppg_backup.catalog import list_backups
 from sppg_backup.crypto import generate_key_file
-from sppg_backup.errors import CheckFailed, NotFoundError, TransientError
+from sppg_backup.errors import CheckFailed, ConfigError, NotFoundError, TransientError
 from sppg_backup.sandbox import fill_sample
 from sppg_backup.storage.local import LocalStorage
 from tasks.restore import RestoreRequest
@@ -47,7 +47,14 @@ def live(
     with postgres.connect(url) as conn:
         conn.execute("DELETE FROM order_items WHERE id % 3 = 0")
         conn.execute("UPDATE users SET email = 'corrupt'")
-    yield {"url": url, "name": name, "good": good, "backup": manifest, "engine": docker_host}
+    yield {
+        "url": url,
+        "name": name,
+        "good": good,
+        "backup": manifest,
+        "engine": docker_host,
+        "storage": backup_env["STORAGE_URL"].removeprefix("file://"),
+    }
     for database in databases(postgres_cluster):
         if database.startswith(name):
             postgres_cluster.drop_database(database)
@@ -135,24 +142,21 @@ def test_unknown_backup_id(live: dict[str, Any], postgres_cluster: Any) -> None:
     assert_nothing_lost(live, before, postgres_cluster)
 
 
-def test_wrong_key_restarts_services_and_keeps_the_database(
+def test_a_wrong_key_fails_before_anything_changes(
     live: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, postgres_cluster: Any, webhook: Any
 ) -> None:
     other = tmp_path / "other.txt"
     generate_key_file(other)
     monkeypatch.setenv("SPPG_BACKUP_AGE_IDENTITY_FILE", str(other))
     before = table_contents(live["url"])
-    with pytest.raises(CheckFailed) as caught:
+    started = {c.name: c.attrs["State"]["StartedAt"] for c in live["engine"].client.containers.list(all=True)}
+    with pytest.raises(ConfigError, match="is not one backup .* was encrypted to"):
         restore_database(RestoreRequest(confirm=True))
-    assert caught.value.check == "decrypt"
     assert_nothing_lost(live, before, postgres_cluster)
-    message = webhook.messages[-1]
-    assert (
-        message["title"].startswith("Restore FAILED") and "Services: Services were started again" in message["message"]
-    )
-    assert (
-        "To go back to the state before the restore, restore the safety backup erp_sppg_backup_" in message["message"]
-    )
+    assert [m.purpose for m in list_backups(LocalStorage(live["storage"])).backups] == ["backup"]  # no safety copy
+    after = {c.name: c.attrs["State"]["StartedAt"] for c in live["engine"].client.containers.list(all=True)}
+    assert after == started  # nothing was stopped
+    assert webhook.messages[-1]["title"].startswith("Restore FAILED")
 
 
 def test_corrupt_download(live: dict[str, Any], backup_env: dict[str, str], postgres_cluster: Any) -> None:

@@ -17,7 +17,6 @@ from flows.backup_database import backup_database
 from flows.verify_backup import verify_backup
 from sppg_backup import postgres
 from sppg_backup.catalog import Manifest, list_backups, read_manifest, write_manifest
-from sppg_backup.crypto import generate_key_file
 from sppg_backup.errors import CheckFailed
 from sppg_backup.storage.local import LocalStorage
 
@@ -94,21 +93,6 @@ def test_truncated_backup_fails_size(
     path.unlink()
     path.write_bytes(data[: len(data) // 2])
     assert_fails_at("size", backup_env, postgres_cluster, webhook)
-
-
-def test_wrong_key_fails_decrypt(
-    good: Manifest,
-    backup_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    postgres_cluster: Any,
-    webhook: Any,
-    tmp_path: Path,
-) -> None:
-    other = tmp_path / "other-key.txt"
-    generate_key_file(other)
-    monkeypatch.setenv("SPPG_BACKUP_AGE_IDENTITY_FILE", str(other))
-    assert_fails_at("decrypt", backup_env, postgres_cluster, webhook)
-    assert "AGE_IDENTITY_FILE" in webhook.messages[0]["message"]
 
 
 def test_missing_manifest_fails_manifest(

@@ -1,0 +1,92 @@
+"""kill -9 of a restore at its worst moment (services stopped, the decrypted dump on disk, the new database half
+restored): the next run starts the services again and removes what was left; `status` says so meanwhile."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sppg_backup import postgres
+from tests.dbcheck import table_contents
+from tests.helpers import cli
+
+pytestmark = pytest.mark.integration
+
+
+def slow_pg_restore(folder: Path, cluster: Any) -> Path:
+    """A pg_restore that waits a minute before it runs: time to kill the restore while everything is open."""
+    folder.mkdir()
+    for name in ("pg_dump", "pg_restore"):
+        gate = '[ "$1" = --version ] || sleep 60\n' if name == "pg_restore" else ""
+        (folder / name).write_text(f'#!/bin/sh\n{gate}exec {cluster.bin_dir / name} "$@"\n')
+        (folder / name).chmod(0o755)
+    return folder
+
+
+def wait_for(check: Any, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.3)
+
+
+def states(engine: Any) -> dict[str, str]:
+    return {c.name: c.status for c in engine.client.containers.list(all=True)}
+
+
+def scratch_databases(cluster: Any) -> list[str]:
+    with postgres.connect(cluster.url()) as conn:
+        rows = conn.execute(r"SELECT datname FROM pg_database WHERE datname ~ '_restoring_|^sppg_'").fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def test_a_restore_killed_mid_way_is_cleaned_up_by_the_next(
+    live: dict[str, Any],
+    backup_env: dict[str, str],
+    postgres_cluster: Any,
+    prefect_api: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scratch = tmp_path / "scratch"
+    monkeypatch.setenv("SPPG_BACKUP_SCRATCH_DIR", str(scratch))
+    monkeypatch.setenv("SPPG_BACKUP_PG_BIN_DIR", str(slow_pg_restore(tmp_path / "bin", postgres_cluster)))
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "sppg_backup", "restore", "db", live["backup"]["id"], "--yes", "--no-safety-backup"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    engine = live["engine"]
+    try:
+        wait_for(lambda: set(states(engine).values()) == {"exited"} and any(scratch.glob("*/*.dump")))
+        wait_for(lambda: scratch_databases(postgres_cluster) != [])
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # the whole run, pg_restore and all
+        run.wait()
+    assert set(states(engine).values()) == {"exited"}
+    assert any(scratch.glob("*/*.dump")) and scratch_databases(postgres_cluster) != []
+    time.sleep(11)  # older than a run that is just starting
+
+    monkeypatch.delenv("SPPG_BACKUP_PG_BIN_DIR")
+    told = cli("status", api=prefect_api)
+    assert told.returncode == 1
+    assert "services_left_stopped" in told.stderr and "erp-sppg-backend-1" in told.stderr, told.stderr
+    assert "leftovers" in told.stderr and "_restoring_" in told.stderr and str(scratch) in told.stderr
+
+    done = cli("restore", "db", live["backup"]["id"], "--yes", "--no-safety-backup", api=prefect_api)
+    assert done.returncode == 0, done.stderr
+    assert set(states(engine).values()) == {"running"}
+    assert table_contents(live["url"]) == live["good"]
+    assert list(scratch.iterdir()) == [] and scratch_databases(postgres_cluster) == []
+    told = cli("status", api=prefect_api)
+    assert "services_left_stopped" not in told.stderr and "leftovers" not in told.stderr, told.stderr
