@@ -99,6 +99,19 @@ def backup_db(as_json: Annotated[bool, typer.Option("--json", help="Print the ma
     )
 
 
+def target_without_password(url: str | None) -> str | None:
+    """A --target-url's password goes to the run through the environment (TARGET_PASSWORD), never into the run's
+    parameters, which Prefect keeps and shows."""
+    if not url:
+        return url
+    from .postgres import split_password
+
+    bare, password = run(split_password, url)
+    if password:
+        os.environ[ENV_PREFIX + "TARGET_PASSWORD"] = str(password)
+    return bare
+
+
 @restore_app.command("db")
 def restore_db(
     backup_id: Annotated[str | None, typer.Argument(help="Backup id; the newest usable one when omitted.")] = None,
@@ -140,7 +153,7 @@ def restore_db(
     request = RestoreRequest(
         backup_id=backup_id,
         before=moment,
-        target_url=target_url,
+        target_url=target_without_password(target_url),
         confirm=yes,
         safety_backup=not no_safety_backup,
         stop_services=[s.strip() for s in (stop_services or "").split(",") if s.strip()],

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from .catalog import human_size, shown_time
-from .cli import backup_app, err, fail, out, restore_app, run
+from .cli import backup_app, err, fail, out, restore_app, run, target_without_password
 from .errors import ConfigError
 from .settings import load_settings
 
@@ -76,7 +76,7 @@ def restore_full_command(
         set_id=set_id,
         confirm=yes,
         app_dir=str(app_dir.resolve()) if app_dir else None,
-        target_url=target_url,
+        target_url=target_without_password(target_url),
         safety_backup=not no_safety_backup,
     )
     result = run(restore_full_system, request=request)

@@ -65,6 +65,20 @@ def resolve_existing(client: Any, names: list[str]) -> tuple[list[Service], list
     return found, missing
 
 
+def still_there(client: Any, services: list[Service]) -> list[Service]:
+    """The services whose container still exists (a recorded one may have been removed since)."""
+    from docker.errors import NotFound
+
+    present = []
+    for service in services:
+        try:
+            client.containers.get(service.container_id)
+        except NotFound:
+            continue
+        present.append(service)
+    return present
+
+
 def stop(client: Any, services: list[Service], timeout: int = 30) -> None:
     """Stop the running ones; if one cannot be stopped, start again those already stopped, then fail."""
     stopped: list[Service] = []

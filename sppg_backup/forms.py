@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
@@ -49,6 +50,16 @@ def _chosen(value: Any) -> str | None:
     return None if text is None or text.startswith("newest ") else text.split(" ", 1)[0]
 
 
+def _no_password(value: Any) -> str | None:
+    text = _text(value)
+    if text and (urlsplit(text).password or re.search(r"[?&]password=", text)):
+        raise ValueError(
+            "leave the password out of the database URL: it would be kept with the run, in the UI; it is taken "
+            "from DATABASE_URL (same server and login) or from the setting TARGET_PASSWORD"
+        )
+    return text
+
+
 def _shown(value: Any) -> str:
     return "" if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
 
@@ -80,3 +91,11 @@ Choice = Annotated[
 # The config_file parameter of every flow (`config_file: Text = CONFIG_PARAM`): a described text box.
 CONFIG_PARAM: Any = Field("", description=CONFIG_FILE)
 DRY_RUN_PARAM: Any = Field(False, description="Only list what would be deleted and why; nothing is deleted.")
+
+# A database URL typed in a form: never with a password (run parameters are stored and shown).
+DatabaseUrl = Annotated[
+    str | None,
+    BeforeValidator(_no_password),
+    PlainSerializer(_shown, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string"}),
+]

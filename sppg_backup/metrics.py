@@ -8,6 +8,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 
+from .settings import mask_url
+
 log = logging.getLogger(__name__)
 
 HELP = {
@@ -56,7 +58,8 @@ def record(labels: dict[str, str], values: dict[str, float], textfile: Path | No
         try:
             pushadd_to_gateway(pushgateway, job="sppg_backup", registry=_registry(update), grouping_key=labels)
         except OSError as exc:
-            log.warning("cannot push metrics to %s: %s", pushgateway, exc)
+            shown = mask_url(pushgateway)
+            log.warning("cannot push metrics to %s: %s", shown, str(exc).replace(pushgateway, shown))
 
 
 def _registry(values: dict[tuple[str, Labels], float]) -> CollectorRegistry:

@@ -61,9 +61,12 @@ def parse(url: str) -> tuple[Target, dict[str, Any]]:
     except psycopg.ProgrammingError:
         # psycopg's message quotes the URL, password included: say only which setting is wrong
         raise ConfigError("a database URL does not parse as postgresql://user:password@host:port/database") from None
+    port = str(params.get("port") or 5432)
+    if not port.isdigit():
+        raise ConfigError(f"a database URL names the port {port!r}, which is not a number")
     target = Target(
         host=str(params.get("host") or "localhost"),
-        port=int(params.get("port") or 5432),
+        port=int(port),
         database=str(params.get("dbname") or params.get("user") or "postgres"),
         user=str(params.get("user") or os.environ.get("USER", "postgres")),
     )
@@ -72,7 +75,23 @@ def parse(url: str) -> tuple[Target, dict[str, Any]]:
 
 def with_database(url: str, database: str) -> str:
     """The same server and login, another database, as a postgresql:// URL."""
-    _, params = parse(url)
+    return _build(parse(url)[1], database)
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """The URL without its password (in the login or a ?password= parameter), and the password."""
+    target, params = parse(url)
+    password = params.pop("password", None)
+    return _build(params, target.database), password
+
+
+def with_password(url: str, password: str) -> str:
+    target, params = parse(url)
+    return _build({**params, "password": password}, target.database)
+
+
+def _build(params: dict[str, Any], database: str) -> str:
+    params = dict(params)
     user = quote(str(params.pop("user", "")), safe="")
     password = params.pop("password", None)
     login = f"{user}:{quote(str(password), safe='')}@" if password else (f"{user}@" if user else "")

@@ -42,12 +42,13 @@ def abandoned(root: Path) -> list[Path]:
     return clean_abandoned(root, remove=False)
 
 
-def clean_abandoned(root: Path, remove: bool = True) -> list[Path]:
-    """Remove the folders under `root` that no live run holds (their run ended or was killed); the removed ones."""
+def clean_abandoned(root: Path, remove: bool = True, spare: str = "") -> list[Path]:
+    """Remove the folders under `root` that no live run holds (their run ended or was killed), except those of
+    the run named `spare` (a retried run's own downloads); the removed ones."""
     removed = []
     with contextlib.suppress(FileNotFoundError):
         for folder in root.iterdir():
-            if not folder.is_dir() or folder.is_symlink():
+            if not folder.is_dir() or folder.is_symlink() or (spare and folder.name.startswith(_safe(spare))):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 if time.time() - folder.stat().st_mtime < YOUNG_SECONDS:

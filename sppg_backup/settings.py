@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     files_keep_versions: int = Field(5, ge=1)
     state_dir: Path = Path("/var/lib/sppg-backup/state")
     scheduled_flows: CommaList = ["backup-database", "verify-backup"]
+    target_password: str | None = None  # for a restore target on another server or login than DATABASE_URL
     restore_setid_bits: bool = False  # setuid/setgid bits read from storage are dropped unless this is set
 
     _split = field_validator(
@@ -150,9 +151,11 @@ class Settings(BaseSettings):
         if urlsplit(value).scheme not in ("postgresql", "postgres"):
             raise ValueError("must start with postgresql://")
         try:
-            conninfo_to_dict(value)
+            port = conninfo_to_dict(value).get("port")
         except psycopg.ProgrammingError:  # its message would quote the password
             raise ValueError("does not parse as postgresql://user:password@host:port/database") from None
+        if port is not None and not all(p.strip().isdigit() for p in str(port).split(",")):
+            raise ValueError(f"the port {port!r} is not a number")
         return value
 
     @field_validator("local_dir", mode="before")
@@ -290,6 +293,8 @@ def masked(settings: Settings) -> dict[str, Any]:
     for name, value in settings.model_dump().items():
         if name in ("database_url", "verify_database_url", "pushgateway_url") and value:
             value = mask_url(value)
+        elif name == "target_password" and value:
+            value = "***"
         elif name == "notify_urls":
             value = [mask_url(url) for url in value]
         elif isinstance(value, Path):

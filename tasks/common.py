@@ -87,6 +87,12 @@ def run_key() -> str:
     return f"{flow_run.get_root_flow_run_id()}-{flow_run.get_flow_name()}"
 
 
+def root_run() -> str:
+    """The root flow run's id ('' outside a flow run): every scratch folder of this run starts with it."""
+    root = flow_run.get_root_flow_run_id() if flow_run.get_id() is not None else None
+    return str(root) if root else ""
+
+
 def keyed_on(*names: Callable[[dict[str, Any]], Any]) -> Callable[[TaskRunContext, dict[str, Any]], str | None]:
     """A cache key from the run and what identifies the work (a backup id, a target), never from volatile facts
     such as connection counts or unrelated settings: a retry after fixing the config still finds the step done."""

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sppg_backup import docker_services, full_system, report_files, scratch
 from sppg_backup.catalog import Manifest, human_size
 from sppg_backup.errors import CheckFailed, ConfigError
-from sppg_backup.forms import Choice, Text
+from sppg_backup.forms import Choice, DatabaseUrl, Text
 from sppg_backup.settings import Settings
 from sppg_backup.snapshots import Snapshot
 from tasks.common import audit, destinations, keyed_on, publish, retrying, who
@@ -130,7 +130,7 @@ class FullRestoreRequest(BaseModel):
         default=None,
         description="The folder the application files go to. Leave empty for SPPG_BACKUP_APP_DIR.",
     )
-    target_url: Text = Field(
+    target_url: DatabaseUrl = Field(
         default=None,
         description="The database to restore into, as postgresql://user@host:port/database. Leave empty for the "
         "production database (SPPG_BACKUP_DATABASE_URL).",

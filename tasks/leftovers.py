@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from sppg_backup import scratch, scratch_db
 from sppg_backup.settings import Settings
-from tasks.common import destinations
+from tasks.common import destinations, root_run
 
 log = logging.getLogger("sppg_backup.leftovers")
 
@@ -28,8 +28,8 @@ def _each(found: list[str], what: str, step: Callable[[], Iterable[object]]) -> 
 
 def leftovers(settings: Settings, uploads: bool, servers: tuple[str, ...], remove: bool) -> list[str]:
     found: list[str] = []
-    if remove:
-        _each(found, "scratch folders", lambda: scratch.clean_abandoned(settings.scratch_root))
+    if remove:  # this run's own folders stay: a Retry finds its downloads there
+        _each(found, "scratch folders", partial(scratch.clean_abandoned, settings.scratch_root, True, root_run()))
     else:
         _each(found, "scratch folders", lambda: scratch.abandoned(settings.scratch_root))
     if uploads:

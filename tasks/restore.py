@@ -23,8 +23,8 @@ from sppg_backup import (
     stopped,
 )
 from sppg_backup.catalog import Manifest, read_manifest
-from sppg_backup.errors import BackupError, CheckFailed, NotFoundError
-from sppg_backup.forms import Choice, Text, WibTime
+from sppg_backup.errors import CheckFailed, NotFoundError
+from sppg_backup.forms import Choice, DatabaseUrl, WibTime
 from sppg_backup.settings import Settings
 from tasks.common import audit, destinations, keyed_on, publish, retrying, who
 from tasks.verify import fetch_archive, identities_for
@@ -46,7 +46,7 @@ class RestoreRequest(BaseModel):
         description="Only with 'newest usable backup': take the newest backup made before this time, in WIB, e.g. "
         "2026-12-01 10:30 (the second before a mistake). Leave empty for the newest of all.",
     )
-    target_url: Text = Field(
+    target_url: DatabaseUrl = Field(
         default=None,
         description="The database to restore into, as postgresql://user@host:port/database. Leave empty for the "
         "production database (SPPG_BACKUP_DATABASE_URL). The password is taken from the settings when the server "
@@ -87,6 +87,8 @@ def target_url(settings: Settings, request: RestoreRequest) -> str:
     same_login = (wanted.host, wanted.port, wanted.user) == (known.host, known.port, known.user)
     if "password" not in params and same_login and known_params.get("password"):
         return postgres.with_database(settings.database_url, wanted.database)
+    if "password" not in params and settings.target_password:
+        return postgres.with_password(request.target_url, settings.target_password)
     return request.target_url
 
 
@@ -181,17 +183,24 @@ def start_services(settings: Settings, services: list[docker_services.Service]) 
 
 @task(name="start-left-stopped", cache_policy=NO_CACHE, timeout_seconds=900)
 def start_left_stopped(settings: Settings) -> list[str]:
-    """Start what an earlier run stopped and, killed, never started again; the names started."""
+    """Start what an earlier run stopped and, killed, never started again; the names started. Never fails the
+    restore it comes before: what cannot be started stays recorded, and `status` keeps saying so."""
     started: list[str] = []
     for left in stopped.abandoned(settings.state_dir):
         try:
-            docker_services.start(docker_services.connect(), left.services, settings.service_start_timeout_seconds)
-        except BackupError as exc:
+            client = docker_services.connect()
+            present = docker_services.still_there(client, left.services)
+            docker_services.start(client, present, settings.service_start_timeout_seconds)
+        except Exception as exc:
             get_run_logger().error("services %s, stopped by an earlier run, do not start: %s", left.names, exc)
             continue
         stopped.clear(left.path)
-        get_run_logger().warning("started %s again: stopped by a run that ended without starting them", left.names)
-        started += [s.container_name for s in left.services if s.was_running]
+        gone = {s.container_name for s in left.services} - {s.container_name for s in present}
+        if gone:
+            get_run_logger().warning("services stopped by an earlier run no longer exist: %s", ", ".join(sorted(gone)))
+        if present:
+            get_run_logger().warning("started %s again: stopped by a run that ended without starting them", left.names)
+        started += [s.container_name for s in present if s.was_running]
     return started
 
 

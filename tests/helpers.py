@@ -18,9 +18,9 @@ from sppg_backup.sandbox import free_port
 __all__ = ["cli", "file_tree", "free_port", "read_only_dir", "tiny_filesystem"]
 
 
-def cli(*args: str, api: str) -> subprocess.CompletedProcess[str]:
-    """Run `sppg-backup ARGS` as the on-call engineer would, against the Prefect API at `api`."""
-    env = {**os.environ, "PREFECT_API_URL": api}
+def cli(*args: str, api: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `sppg-backup ARGS` as the on-call engineer would, against the Prefect API at `api` (and `env` set)."""
+    env = {**os.environ, "PREFECT_API_URL": api, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "sppg_backup", *args], capture_output=True, text=True, env=env, timeout=300
     )

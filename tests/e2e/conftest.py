@@ -110,6 +110,7 @@ def scene(
         f'local_dir = "{tmp_path / "local"}"\nage_recipients = ["{age_key[1]}"]\n'
         f'age_identity_file = "{age_key[0]}"\naudit_log = "{tmp_path / "audit.jsonl"}"\n'
         f'scratch_dir = "{tmp_path / "scratch"}"\nservices = ["backend-1", "backend-2"]\n'
+        f'state_dir = "{tmp_path / "state"}"\n'
         "service_stop_timeout_seconds = 1\nretry_delay_seconds = 0\n"
     )
     settings = load_settings(config)

@@ -3,8 +3,10 @@ restored): the next run starts the services again and removes what was left; `st
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,3 +92,16 @@ def test_a_restore_killed_mid_way_is_cleaned_up_by_the_next(
     assert list(scratch.iterdir()) == [] and scratch_databases(postgres_cluster) == []
     told = cli("status", api=prefect_api)
     assert "services_left_stopped" not in told.stderr and "leftovers" not in told.stderr, told.stderr
+
+
+def test_a_record_of_a_container_removed_since_does_not_stop_the_next_restore(
+    live: dict[str, Any], backup_env: dict[str, str], prefect_api: str
+) -> None:
+    folder = Path(backup_env["STATE_DIR"]) / "stopped-services"
+    folder.mkdir(parents=True)
+    gone = {"name": "backend-9", "container_id": "0" * 64, "container_name": "erp-gone", "was_running": True}
+    record = {"host": socket.gethostname(), "pid": 2**22 + 1, "process_start": "1", "at": "2026-12-01T20:00:00+00:00"}
+    (folder / "20261201_200000-dead.json").write_text(json.dumps({**record, "services": [gone]}))
+    done = cli("restore", "db", live["backup"]["id"], "--yes", "--no-safety-backup", api=prefect_api)
+    assert done.returncode == 0, done.stderr
+    assert list(folder.iterdir()) == []

@@ -77,3 +77,12 @@ def test_a_sealed_file_is_reused_only_while_it_is_whole(tmp_path: Path) -> None:
     assert not scratch.is_sealed(dump)
     dump.unlink()
     assert not scratch.is_sealed(dump)
+
+
+def test_a_retried_run_keeps_its_own_folder_and_removes_the_others(tmp_path: Path) -> None:
+    for name in ("run-a-restore-database", "run-b-restore-database"):
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (1, 1))  # long ago
+    removed = scratch.clean_abandoned(tmp_path, spare="run-a")
+    assert removed == [tmp_path / "run-b-restore-database"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-a-restore-database"]
