@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from . import processes
 from .errors import BackupError, NotFoundError
 from .storage import Storage, get_bytes, put_bytes
 
@@ -106,7 +105,7 @@ def free_id(storage: Storage, now: datetime, name: Callable[[datetime], str], ke
     """The id `name` gives `now`, claimed in storage with an atomic create (two runs in the same second never get
     the same id), moved on by a second while an earlier backup's manifest (`key`) or claim holds it."""
     moment = now
-    claim = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "at": now.isoformat()}).encode()
+    claim = json.dumps({**processes.me(), "at": now.isoformat()}).encode()
     while True:
         candidate = name(moment)
         try:
@@ -115,6 +114,26 @@ def free_id(storage: Storage, now: datetime, name: Callable[[datetime], str], ke
             if storage.create(reservation_key(key(candidate)), claim):
                 return candidate
         moment += timedelta(seconds=1)
+
+
+def abandoned_claims(storage: Storage, prefixes: tuple[str, ...], remove: bool = False) -> list[str]:
+    """Claims of ids whose run ended without publishing or giving them up (killed): on this host when its
+    process is gone, from any host after a day."""
+    found = []
+    for prefix in prefixes:
+        for obj in list(storage.list(prefix)):
+            if not obj.key.endswith(RESERVED_SUFFIX) or obj.key.count("/") != 1:
+                continue
+            try:
+                ended = processes.gone(json.loads(get_bytes(storage, obj.key)))
+            except (BackupError, ValueError):
+                ended = None
+            if ended or (ended is None and datetime.now(UTC) - obj.updated > timedelta(days=1)):
+                found.append(storage.describe(obj.key))
+                if remove:
+                    with contextlib.suppress(NotFoundError):
+                        storage.delete(obj.key)
+    return found
 
 
 def release_id(storage: Storage, manifest: str) -> None:
@@ -138,7 +157,7 @@ def write_manifest(storage: Storage, manifest: Manifest) -> None:
 
 def delete_backup(storage: Storage, kind: Kind, backup_id: str, data: str) -> None:
     """Manifest first: a backup half-deleted is then an unlisted orphan, never a listed wreck."""
-    for key in (manifest_key(kind, backup_id), data):
+    for key in (manifest_key(kind, backup_id), data, reservation_key(manifest_key(kind, backup_id))):
         with contextlib.suppress(NotFoundError):
             storage.delete(key)
 

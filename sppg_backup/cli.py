@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .catalog import shown_time
-from .errors import BackupError, CheckFailed, ConfigError
+from .errors import BackupError, CheckFailed, ConfigError, Stopped
 from .settings import ENV_PREFIX, load_settings, masked
 
 app = typer.Typer(help="Backup and disaster recovery for ERP SPPG.", no_args_is_help=True, add_completion=False)
@@ -40,7 +40,7 @@ def main_options(
     VERBOSE["on"] = verbose
     if not verbose:
         # Prefect's console logs (tracebacks included) still reach the Prefect API; the terminal gets one line.
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "true")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -62,6 +62,10 @@ def run(func: Any, *args: Any, json_failure: dict[str, Any] | None = None, **kwa
 
 def fail(exc: Exception) -> NoReturn:
     """One line on stderr; exit 2 for bad configuration, 1 for everything else."""
+    from prefect.exceptions import TerminationSignal
+
+    if isinstance(exc, TerminationSignal):
+        exc = Stopped()
     if isinstance(exc, CheckFailed):
         message = f"check '{exc.check}' failed: {exc}"
     elif isinstance(exc, BackupError):
@@ -69,7 +73,7 @@ def fail(exc: Exception) -> NoReturn:
     else:  # a bug or an unforeseen failure: still one line, details with -v or in the Prefect UI
         message = f"unexpected {type(exc).__name__}: {exc} (run with -v for details)"
     err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+    raise typer.Exit(2 if isinstance(exc, ConfigError) else 143 if isinstance(exc, Stopped) else 1) from None
 
 
 @config_app.command("show")
@@ -417,7 +421,13 @@ def existing_storage(settings: Any) -> Any:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    # Our own warnings (retries, skipped notifications) on the terminal; Prefect's go to its API (and with -v here).
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    ours = logging.getLogger("sppg_backup")
+    ours.addHandler(handler)
+    ours.setLevel(logging.WARNING)
+    ours.propagate = False
     try:
         app()
     except KeyboardInterrupt:

@@ -8,7 +8,7 @@ from typing import IO, Any
 import pyrage
 from pyrage import x25519
 
-from .errors import ConfigError, PermanentError
+from .errors import ConfigError, PermanentError, Stopped
 
 
 def recipients(keys: list[str]) -> list[x25519.Recipient]:
@@ -46,7 +46,12 @@ def load_identities(path: Path) -> list[x25519.Identity]:
 
 def encrypt(source: IO[bytes], sink: Any, keys: list[str]) -> None:
     """Stream `source` into `sink` encrypted to every recipient."""
-    pyrage.encrypt_io(source, sink, recipients(keys))
+    try:
+        pyrage.encrypt_io(source, sink, recipients(keys))
+    except pyrage.EncryptError as exc:
+        if str(exc).startswith("TerminationSignal"):  # Prefect's SIGTERM, raised inside pyrage's read callback
+            raise Stopped() from None
+        raise
 
 
 def check_identities(identities: list[x25519.Identity], recipients: list[str], what: str) -> None:
@@ -70,6 +75,8 @@ def decrypt(source: IO[bytes], sink: Any, identities: list[x25519.Identity]) -> 
             raise
         raise PermanentError("cannot decrypt: the encrypted data is damaged (age authentication failed)") from None
     except pyrage.DecryptError as exc:
+        if str(exc).startswith("TerminationSignal"):
+            raise Stopped() from None
         raise PermanentError(
             f"cannot decrypt: {exc}; is SPPG_BACKUP_AGE_IDENTITY_FILE the key the backup was made for?"
         ) from None

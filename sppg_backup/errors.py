@@ -29,5 +29,15 @@ class CheckFailed(PermanentError):
         self.check = check
 
 
+class Stopped(BackupError):
+    """The run was told to stop (SIGTERM: systemd, a timeout, Cancel in the UI) before it finished."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "stopped by a termination signal (SIGTERM) before it finished; nothing partial was listed, and the next "
+            "run removes what this one left"
+        )
+
+
 def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TransientError)

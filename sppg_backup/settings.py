@@ -194,6 +194,20 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @field_validator("state_dir", "scratch_dir", "local_dir", "uploads_dir", "app_dir")
+    @classmethod
+    def _a_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is a file, not a folder")
+        return value
+
+    @field_validator("audit_log", "metrics_file", "gcp_service_account_file")
+    @classmethod
+    def _a_file(cls, value: Path | None) -> Path | None:
+        if value is not None and value.is_dir():
+            raise ValueError(f"{value} is a folder, not a file")
+        return value
+
     @model_validator(mode="after")
     def _check_level(self) -> Settings:
         if self.compression == "gzip" and self.compression_level is not None and self.compression_level > 9:
@@ -242,6 +256,7 @@ class Settings(BaseSettings):
 
 
 _CONFIG_FILE: dict[str, Path | None] = {}
+KNOWN_VARIABLES = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | {ENV_PREFIX + "CONFIG"}
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
@@ -249,6 +264,9 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     path = config_file or os.environ.get(ENV_PREFIX + "CONFIG") or None
     if path is not None and not Path(path).is_file():
         raise ConfigError(f"config file {path} does not exist")
+    unknown = sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and n not in KNOWN_VARIABLES)
+    if unknown:  # a typo would otherwise leave the default in force, unnoticed (TOML keys are checked too)
+        raise ConfigError(f"unknown setting {unknown[0]}: no such setting; `sppg-backup config show` lists them")
     _CONFIG_FILE["path"] = Path(path) if path else None
     try:
         return Settings(**overrides)

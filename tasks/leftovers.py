@@ -1,5 +1,5 @@
-"""What runs killed at any moment left behind: scratch folders (decrypted dumps), temporary upload files,
-scratch databases. Every flow removes the scratch folders no live run holds before it starts (so plaintext never
+"""What runs killed at any moment left behind: scratch folders (decrypted dumps), temporary upload files, claimed
+ids, scratch databases. Every flow removes the scratch folders no live run holds before it starts (so plaintext never
 outlives its run by more than the next run of any flow); the flows that make the others remove those too; the
 health check (and `status`) reports what is left."""
 
@@ -8,22 +8,32 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from functools import partial
+from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 
-from sppg_backup import scratch, scratch_db
+from sppg_backup import catalog, scratch, scratch_db
 from sppg_backup.settings import Settings
 from tasks.common import destinations, root_run
 
 log = logging.getLogger("sppg_backup.leftovers")
+CLAIMED = ("db/erp_sppg_backup_", "full/erp_sppg_full_", "files/erp_sppg_files_", "config/erp_sppg_config_")
+
+
+def _logger() -> Any:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return log
 
 
 def _each(found: list[str], what: str, step: Callable[[], Iterable[object]]) -> None:
     try:
         found.extend(str(item) for item in step())
-    except Exception as exc:  # cleaning must never fail the run it starts
-        log.warning("could not look for %s left by earlier runs: %s", what, exc)
+    except Exception as exc:  # cleaning must never fail the run it starts; said in the run's log, not the terminal
+        _logger().warning("could not look for %s left by earlier runs: %s", what, exc)
 
 
 def leftovers(settings: Settings, uploads: bool, servers: tuple[str, ...], remove: bool) -> list[str]:
@@ -35,6 +45,8 @@ def leftovers(settings: Settings, uploads: bool, servers: tuple[str, ...], remov
     if uploads:
         for storage in destinations(settings).all:
             _each(found, "temporary uploads", partial(storage.abandoned_uploads, remove))
+        claims = partial(catalog.abandoned_claims, destinations(settings).storage, CLAIMED, remove)
+        _each(found, "claimed ids", claims)
     for server in dict.fromkeys(servers):
         _each(found, "scratch databases", partial(scratch_db.abandoned, server, remove))
     return found
@@ -45,5 +57,5 @@ def clean_leftovers(settings: Settings, uploads: bool = False, servers: tuple[st
     """Remove what killed runs left (never a live run's work); what was removed."""
     removed = leftovers(settings, uploads, servers, remove=True)
     if removed:
-        log.warning("removed what killed runs left: %s", ", ".join(removed))
+        _logger().warning("removed what killed runs left: %s", ", ".join(removed))
     return removed

@@ -24,7 +24,7 @@ from tests.e2e.tools import break_pg_restore
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
 # Set to a folder (e.g. docs/ui) to keep the screenshots the README shows.
-SHOTS = os.environ.get("SPPG_BACKUP_SCREENSHOTS")
+SHOTS = os.environ.get("SPPG_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from sppg_backup import postgres
+from sppg_backup.catalog import list_backups
+from sppg_backup.storage import open_storage
 from tests.dbcheck import table_contents
 from tests.helpers import cli
 
@@ -105,3 +107,60 @@ def test_a_record_of_a_container_removed_since_does_not_stop_the_next_restore(
     done = cli("restore", "db", live["backup"]["id"], "--yes", "--no-safety-backup", api=prefect_api)
     assert done.returncode == 0, done.stderr
     assert list(folder.iterdir()) == []
+
+
+def test_a_backup_killed_mid_dump_leaves_nothing_the_next_backup_does_not_clean(
+    backup_env: dict[str, str], postgres_cluster: Any, prefect_api: str, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("pg_dump", "pg_restore"):
+        gate = '[ "$1" = --version ] || sleep 60\n' if name == "pg_dump" else ""
+        (bin_dir / name).write_text(f'#!/bin/sh\n{gate}exec {postgres_cluster.bin_dir / name} "$@"\n')
+        (bin_dir / name).chmod(0o755)
+    storage = Path(backup_env["STORAGE_URL"].removeprefix("file://"))
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "SPPG_BACKUP_PG_BIN_DIR": str(bin_dir)}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "sppg_backup", "backup", "db"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: any(storage.rglob("*.partial-*")) and any(storage.rglob("*.reserved")))
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    time.sleep(11)  # older than an upload that is just starting
+    told = cli("status", api=prefect_api)
+    assert "leftovers" in told.stderr and ".partial-" in told.stderr and ".reserved" in told.stderr, told.stderr
+
+    done = cli("backup", "db", "--json", api=prefect_api)
+    assert done.returncode == 0, done.stderr
+    assert not any(storage.rglob("*.partial-*")) and not any(storage.rglob("*.reserved"))
+    listing = list_backups(open_storage(backup_env["STORAGE_URL"]))
+    assert len(listing.backups) == 1 and listing.orphans == []
+
+
+def test_sigterm_mid_dump_is_one_clear_line_and_lists_nothing(
+    backup_env: dict[str, str], postgres_cluster: Any, prefect_api: str, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("pg_dump", "pg_restore"):
+        gate = '[ "$1" = --version ] || exec sleep 60\n' if name == "pg_dump" else ""  # killed with the run
+        (bin_dir / name).write_text(f'#!/bin/sh\n{gate}exec {postgres_cluster.bin_dir / name} "$@"\n')
+        (bin_dir / name).chmod(0o755)
+    storage = Path(backup_env["STORAGE_URL"].removeprefix("file://"))
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "SPPG_BACKUP_PG_BIN_DIR": str(bin_dir)}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "sppg_backup", "backup", "db"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    wait_for(lambda: any(storage.rglob("*.partial-*")))
+    run.send_signal(signal.SIGTERM)  # systemd stopping the service, or a timeout
+    _, stderr = run.communicate(timeout=60)
+    lines = [line for line in stderr.splitlines() if line.startswith("error")]
+    assert run.returncode != 0 and len(lines) == 1 and "unexpected" not in stderr, stderr
+    assert "stopped" in lines[0] and "SIGTERM" in lines[0]
+    assert list_backups(open_storage(backup_env["STORAGE_URL"])).backups == []

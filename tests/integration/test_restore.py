@@ -175,7 +175,7 @@ def test_corrupt_download(live: dict[str, Any], backup_env: dict[str, str], post
 
 def test_unreachable_target(live: dict[str, Any], postgres_cluster: Any) -> None:
     before = table_contents(live["url"])
-    target = f"postgresql://postgres:pw@127.0.0.1:{free_port()}/erp_sppg"
+    target = f"postgresql://postgres@127.0.0.1:{free_port()}/erp_sppg"
     with pytest.raises(TransientError, match="cannot reach database"):
         restore_database(RestoreRequest(target_url=target, confirm=True))
     assert_nothing_lost(live, before, postgres_cluster)
