@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import cli_runs
 from .catalog import shown_time
 from .errors import BackupError, CheckFailed, ConfigError, Stopped
 from .settings import ENV_PREFIX, load_settings, masked
@@ -51,7 +52,15 @@ def run(func: Any, *args: Any, json_failure: dict[str, Any] | None = None, **kwa
     With `json_failure` (commands given --json), a failed check is also printed as JSON on stdout.
     """
     try:
-        return func(*args, **kwargs)
+        from prefect import Flow
+
+        if not isinstance(func, Flow):
+            return func(*args, **kwargs)
+        from prefect import tags
+
+        cli_runs.guarded(cli_runs.crash_runs_of_killed_commands)
+        with tags(cli_runs.tag()):  # which process runs it: a later command tells a killed one's run apart
+            return func(*args, **kwargs)
     except Exception as exc:
         if VERBOSE["on"] and not isinstance(exc, BackupError):
             raise
@@ -428,6 +437,7 @@ def main() -> None:
     ours.addHandler(handler)
     ours.setLevel(logging.WARNING)
     ours.propagate = False
+    cli_runs.guarded(cli_runs.stop_orphaned_servers)
     try:
         app()
     except KeyboardInterrupt:

@@ -24,12 +24,12 @@ from tests.helpers import cli
 pytestmark = pytest.mark.integration
 
 
-def slow_pg_restore(folder: Path, cluster: Any) -> Path:
-    """A pg_restore that waits a minute before it runs: time to kill the restore while everything is open."""
+def slow(folder: Path, cluster: Any, tool: str, gate: str = "sleep 60") -> Path:
+    """pg_dump and pg_restore that run `gate` first (`tool` only): time to kill the run while it is open."""
     folder.mkdir()
     for name in ("pg_dump", "pg_restore"):
-        gate = '[ "$1" = --version ] || sleep 60\n' if name == "pg_restore" else ""
-        (folder / name).write_text(f'#!/bin/sh\n{gate}exec {cluster.bin_dir / name} "$@"\n')
+        first = f'[ "$1" = --version ] || {gate}\n' if name == tool else ""
+        (folder / name).write_text(f'#!/bin/sh\n{first}exec {cluster.bin_dir / name} "$@"\n')
         (folder / name).chmod(0o755)
     return folder
 
@@ -61,7 +61,7 @@ def test_a_restore_killed_mid_way_is_cleaned_up_by_the_next(
 ) -> None:
     scratch = tmp_path / "scratch"
     monkeypatch.setenv("SPPG_BACKUP_SCRATCH_DIR", str(scratch))
-    monkeypatch.setenv("SPPG_BACKUP_PG_BIN_DIR", str(slow_pg_restore(tmp_path / "bin", postgres_cluster)))
+    monkeypatch.setenv("SPPG_BACKUP_PG_BIN_DIR", str(slow(tmp_path / "bin", postgres_cluster, "pg_restore")))
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     run = subprocess.Popen(
         [sys.executable, "-m", "sppg_backup", "restore", "db", live["backup"]["id"], "--yes", "--no-safety-backup"],
@@ -112,12 +112,7 @@ def test_a_record_of_a_container_removed_since_does_not_stop_the_next_restore(
 def test_a_backup_killed_mid_dump_leaves_nothing_the_next_backup_does_not_clean(
     backup_env: dict[str, str], postgres_cluster: Any, prefect_api: str, tmp_path: Path
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("pg_dump", "pg_restore"):
-        gate = '[ "$1" = --version ] || sleep 60\n' if name == "pg_dump" else ""
-        (bin_dir / name).write_text(f'#!/bin/sh\n{gate}exec {postgres_cluster.bin_dir / name} "$@"\n')
-        (bin_dir / name).chmod(0o755)
+    bin_dir = slow(tmp_path / "bin", postgres_cluster, "pg_dump")
     storage = Path(backup_env["STORAGE_URL"].removeprefix("file://"))
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "SPPG_BACKUP_PG_BIN_DIR": str(bin_dir)}
     run = subprocess.Popen(
@@ -146,12 +141,7 @@ def test_a_backup_killed_mid_dump_leaves_nothing_the_next_backup_does_not_clean(
 def test_sigterm_mid_dump_is_one_clear_line_and_lists_nothing(
     backup_env: dict[str, str], postgres_cluster: Any, prefect_api: str, tmp_path: Path
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("pg_dump", "pg_restore"):
-        gate = '[ "$1" = --version ] || exec sleep 60\n' if name == "pg_dump" else ""  # killed with the run
-        (bin_dir / name).write_text(f'#!/bin/sh\n{gate}exec {postgres_cluster.bin_dir / name} "$@"\n')
-        (bin_dir / name).chmod(0o755)
+    bin_dir = slow(tmp_path / "bin", postgres_cluster, "pg_dump", "exec sleep 60")  # killed with the run
     storage = Path(backup_env["STORAGE_URL"].removeprefix("file://"))
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "SPPG_BACKUP_PG_BIN_DIR": str(bin_dir)}
     run = subprocess.Popen(
@@ -164,3 +154,77 @@ def test_sigterm_mid_dump_is_one_clear_line_and_lists_nothing(
     assert run.returncode != 0 and len(lines) == 1 and "unexpected" not in stderr, stderr
     assert "stopped" in lines[0] and "SIGTERM" in lines[0]
     assert list_backups(open_storage(backup_env["STORAGE_URL"])).backups == []
+
+
+def flow_run_states(api: str) -> dict[str, tuple[str, str]]:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_flow_runs(limit=200)
+
+    return {str(r.id): (r.state.type.value, r.state.message or "") for r in asyncio.run(read()) if r.state}
+
+
+def test_a_killed_command_leaves_no_server_and_no_run_running_after_the_next(
+    backup_env: dict[str, str], postgres_cluster: Any, prefect_api: str, tmp_path: Path
+) -> None:
+    bin_dir = slow(tmp_path / "bin", postgres_cluster, "pg_dump", "exec sleep 60")
+    storage = Path(backup_env["STORAGE_URL"].removeprefix("file://"))
+    before = set(flow_run_states(prefect_api))
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "SPPG_BACKUP_PG_BIN_DIR": str(bin_dir)}
+    run = subprocess.Popen([sys.executable, "-m", "sppg_backup", "backup", "db"], env=env, start_new_session=True)
+    try:
+        wait_for(lambda: any(storage.rglob("*.partial-*")))
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    [killed] = set(flow_run_states(prefect_api)) - before
+    assert flow_run_states(prefect_api)[killed][0] == "RUNNING"  # what the UI shows until the next command
+    done = cli("backup", "db", api=prefect_api)
+    assert done.returncode == 0, done.stderr
+    state, message = flow_run_states(prefect_api)[killed]
+    assert state == "CRASHED" and "was killed" in message
+
+
+def test_the_temporary_server_of_a_killed_command_is_stopped_by_the_next(
+    backup_env: dict[str, str], postgres_cluster: Any, tmp_path: Path
+) -> None:
+    bin_dir = slow(tmp_path / "bin", postgres_cluster, "pg_dump", "exec sleep 60")
+    storage = Path(backup_env["STORAGE_URL"].removeprefix("file://"))
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # its own temporary server
+    env.update({"PREFECT_HOME": str(tmp_path / "prefect"), "SPPG_BACKUP_PG_BIN_DIR": str(bin_dir)})
+    run = subprocess.Popen([sys.executable, "-m", "sppg_backup", "backup", "db"], env=env)
+    try:
+        wait_for(lambda: any(storage.rglob("*.partial-*")), timeout=120)
+        [server] = servers_of(run.pid)
+    finally:
+        run.kill()  # kill -9 of the command alone: its server is left behind
+        run.wait()
+    wait_for(lambda: parent_of(server) == 1)
+    subprocess.run([sys.executable, "-m", "sppg_backup", "list"], env=env, capture_output=True, timeout=120)
+    wait_for(lambda: parent_of(server) is None, timeout=30)
+
+
+def servers_of(pid: int) -> list[int]:
+    return [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and parent_of(int(p.name)) == pid and b"create_app" in read(p / "cmdline")
+    ]
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError):
+        return None
+
+
+def read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
