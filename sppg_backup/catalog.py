@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import processes
-from .errors import BackupError, NotFoundError
+from .errors import BackupError, NotFoundError, PermanentError
 from .storage import Storage, get_bytes, put_bytes
+from .streams import EXTENSIONS
 
 Kind = Literal["db", "files", "config", "full"]
 PREFIX = "erp_sppg_backup_"
@@ -143,7 +144,7 @@ def release_id(storage: Storage, manifest: str) -> None:
 
 
 def data_key(kind: Kind, backup_id: str, compression: str, encrypted: bool) -> str:
-    extension = {"zstd": "zst", "gzip": "gz"}[compression]
+    extension = EXTENSIONS[compression]
     return f"{kind}/{backup_id}.dump.{extension}" + (".age" if encrypted else "")
 
 
@@ -169,7 +170,7 @@ def read_manifest(storage: Storage, kind: Kind, backup_id: str) -> Manifest:
     except NotFoundError:
         raise NotFoundError(f"no backup {backup_id} in {storage.url}") from None
     except (ValidationError, ValueError) as exc:
-        raise BackupError(f"manifest {storage.describe(key)} is unreadable: {_first_error(exc)}") from None
+        raise PermanentError(f"manifest {storage.describe(key)} is unreadable: {_first_error(exc)}") from None
 
 
 def _first_error(exc: Exception) -> str:

@@ -397,7 +397,7 @@ def serve() -> None:
     """Serve every deployment (schedules included) from this process, without a work pool."""
     from deployments.serve import serve_all
 
-    serve_all()
+    run(serve_all)  # a missing prefect.yaml is one line
 
 
 @app.command("demo")

@@ -40,9 +40,7 @@ def stop_orphaned_servers() -> list[int]:
         with contextlib.suppress(OSError, ValueError):
             if b"prefect.server.api.server:create_app" not in (proc / "cmdline").read_bytes():
                 continue
-            environ = dict(
-                item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0") if b"=" in item
-            )
+            environ = dict(item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0") if b"=" in item)
             owner = environ.get(OWNER.encode(), b"").decode()
             if environ.get(b"PREFECT__SERVER_EPHEMERAL") != b"1" or not owner.startswith(PREFIX):
                 continue

@@ -37,7 +37,3 @@ class Stopped(BackupError):
             "stopped by a termination signal (SIGTERM) before it finished; nothing partial was listed, and the next "
             "run removes what this one left"
         )
-
-
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TransientError)

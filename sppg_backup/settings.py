@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .errors import ConfigError, PermanentError
+from .errors import ConfigError
 
 ENV_PREFIX = "SPPG_BACKUP_"
 CommaList = Annotated[list[str], NoDecode]
@@ -217,7 +217,7 @@ class Settings(BaseSettings):
     def require_recipients(self) -> list[str]:
         """Recipients for a new backup; checked when backing up, so `list` works without keys."""
         if self.encryption and not self.age_recipients:
-            raise PermanentError(
+            raise ConfigError(
                 "bad setting SPPG_BACKUP_AGE_RECIPIENTS: empty while encryption is on; add an age public "
                 "key (age-keygen -y key.txt), or set SPPG_BACKUP_ENCRYPTION=false to store backups unencrypted"
             )
@@ -285,9 +285,6 @@ def _describe(exc: ValidationError) -> str:
     if field:
         return f"bad setting {ENV_PREFIX}{field.upper()}: {message}"
     return f"bad setting: {message}"
-
-
-SECRET_FIELDS = ("database_url", "notify_urls", "pushgateway_url")
 
 
 def mask_url(url: str) -> str:

@@ -26,12 +26,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .blobs import BlobStore, ChangedWhileReading, file_sha256
-from .catalog import free_id, release_id
+from .catalog import MANIFEST_SUFFIX, free_id, release_id
 from .errors import BackupError, NotFoundError, PermanentError
 from .storage import Storage, get_bytes, put_bytes
 
 SnapshotKind = Literal["files", "config"]
-MANIFEST_SUFFIX = ".manifest.json"
 
 
 class Node(BaseModel):

@@ -19,8 +19,8 @@ from typing import IO
 from . import pgdump_format, postgres
 from .errors import CheckFailed
 from .growing import GrowingFile
+from .storage.base import CHUNK
 
-CHUNK = 1 << 20
 SMALL_RUN = 16 << 20  # tables this small share one pg_restore process
 
 

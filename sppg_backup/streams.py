@@ -13,9 +13,8 @@ from typing import IO, Any, Literal, NoReturn, Protocol
 
 import zstandard
 
-from .storage.base import ObjectInfo, Storage
+from .storage.base import CHUNK, ObjectInfo, Storage
 
-CHUNK = 1 << 20
 Compression = Literal["zstd", "gzip"]
 EXTENSIONS = {"zstd": "zst", "gzip": "gz"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,7 +73,20 @@ def who() -> dict[str, str]:
 
 
 def destinations(settings: Settings) -> Destinations:
-    return open_destinations(settings, gcp_credentials(settings))
+    """The run's storage clients: made once per flow run and settings (a GCS client and its credentials block
+    cost a round trip each), shared by its tasks."""
+    key = (settings.model_dump_json(), str(flow_run.get_root_flow_run_id() or uuid.uuid4()))
+    with _opened_lock:
+        found = _opened.get(key)
+        if found is None:
+            found = _opened[key] = open_destinations(settings, gcp_credentials(settings))
+            while len(_opened) > 8:  # runs of a long-lived worker or `serve` come and go
+                _opened.pop(next(iter(_opened)))
+    return found
+
+
+_opened: dict[tuple[str, str], Destinations] = {}
+_opened_lock = threading.Lock()
 
 
 def audit_trail(settings: Settings, dest: Destinations | None = None) -> AuditTrail:

@@ -50,9 +50,10 @@ def assert_failed_cleanly(
     api: str,
     webhook: Any,
     baseline: dict[str, Any],
+    code: int = 1,
 ) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("WARNING retrying")]
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == code, result.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert expected in lines[0] and "unexpected" not in lines[0]
     assert env["DATABASE_URL"].split(":")[2].split("@")[0] not in result.stderr  # no password shown
@@ -185,7 +186,13 @@ def test_no_recipients_with_encryption_on(
     monkeypatch.setenv("SPPG_BACKUP_AGE_RECIPIENTS", "")
     result = cli("backup", "db", api=prefect_api)
     assert_failed_cleanly(
-        result, "SPPG_BACKUP_AGE_RECIPIENTS: empty while encryption is on", backup_env, prefect_api, webhook, baseline
+        result,
+        "SPPG_BACKUP_AGE_RECIPIENTS: empty while encryption is on",
+        backup_env,
+        prefect_api,
+        webhook,
+        baseline,
+        2,
     )
 
 

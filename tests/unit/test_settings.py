@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sppg_backup.cli import app
-from sppg_backup.errors import ConfigError, PermanentError
+from sppg_backup.errors import ConfigError
 from sppg_backup.settings import load_settings, masked
 
 
@@ -78,7 +78,7 @@ def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_encryption_without_recipients_fails_only_when_backing_up() -> None:
     settings = load_settings()
-    with pytest.raises(PermanentError, match="SPPG_BACKUP_AGE_RECIPIENTS"):
+    with pytest.raises(ConfigError, match="SPPG_BACKUP_AGE_RECIPIENTS"):
         settings.require_recipients()
     assert load_settings(encryption=False).require_recipients() == []
 
