@@ -50,6 +50,7 @@ def clean_name(name: str, what: str) -> str | None:
 def _check(members: Iterator[tarfile.TarInfo], what: str) -> tuple[int, int]:
     """Every member checked before anything is written; how many entries and file bytes there are."""
     seen: dict[str, str] = {}
+    implied: set[str] = set()  # folders that earlier members are inside
     count = size = 0
     for member in members:
         name = clean_name(member.name, what)
@@ -61,6 +62,9 @@ def _check(members: Iterator[tarfile.TarInfo], what: str) -> tuple[int, int]:
         for parent in parents:
             if seen.get(parent, "dir") != "dir":
                 raise CheckFailed(what, f"{what} puts {name!r} below {parent!r}, which is not a folder; refusing")
+        if name in implied and not member.isdir():
+            raise CheckFailed(what, f"{what} has entries below {name!r}, then {name!r} as a file or link; refusing")
+        implied.update(parents)
         if member.islnk():
             source = clean_name(member.linkname, what)
             if source is None or seen.get(source) != "file":

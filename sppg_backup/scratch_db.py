@@ -25,8 +25,17 @@ def _key(name: str) -> str:
 
 def claim(server_url: str, name: str) -> None:
     """Hold the claim on `name` (a database about to be made) until release()."""
-    conn = psycopg.connect(**postgres.parse(postgres.with_database(server_url, "postgres"))[1], autocommit=True)
-    conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [_key(name)])
+    target, params = postgres.parse(postgres.with_database(server_url, "postgres"))
+    params.setdefault("connect_timeout", postgres.CONNECT_TIMEOUT)
+    try:  # a session of its own: the claim lasts as long as it does
+        conn = psycopg.connect(**params, autocommit=True)
+    except psycopg.Error as exc:
+        raise postgres.explain(exc, target) from None
+    try:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [_key(name)])
+    except BaseException as exc:
+        conn.close()
+        raise postgres.explain(exc, target) if isinstance(exc, psycopg.Error) else exc from None
     with _guard:
         _claims[name] = conn
 

@@ -72,6 +72,10 @@ REFUSED = {
         member("etc", tarfile.SYMTYPE, link="OUTSIDE"),
         member("etc/passwd", data=b"owned"),
     ],
+    "a file below a name, then that name as a symlink": [
+        member("etc/passwd", data=b"x"),
+        member("etc", tarfile.SYMTYPE, link="OUTSIDE"),
+    ],
     "a name twice": [member("a", data=b"1"), member("a", tarfile.SYMTYPE, link="OUTSIDE/passwd")],
     "a device": [member("dev", tarfile.CHRTYPE)],
     "a fifo": [member("fifo", tarfile.FIFOTYPE)],
