@@ -48,12 +48,12 @@ def open_destinations(settings: Settings, credentials: Any = None) -> Destinatio
 
 def same_disk(storage: Storage, local: Storage | None) -> bool:
     """Both are directories on one filesystem: the local copy is then a hard link, not a second write."""
-    if not (isinstance(storage, LocalStorage) and isinstance(local, LocalStorage)):
+    if local is None or storage.folder is None or local.folder is None:
         return False
     try:
-        for root in (storage.root, local.root):
+        for root in (storage.folder, local.folder):
             root.mkdir(parents=True, exist_ok=True)
-        return storage.root.stat().st_dev == local.root.stat().st_dev
+        return storage.folder.stat().st_dev == local.folder.stat().st_dev
     except OSError:
         return False
 
@@ -127,7 +127,7 @@ def _dump(
         raise
     copies = fanout.commit()
     try:
-        if isinstance(linked, LocalStorage) and isinstance(dest.storage, LocalStorage):
+        if linked is not None:
             copies.append(linked.link(dest.storage, key))
         if len({(c.size, c.sha256) for c in copies}) != 1:
             raise PermanentError(f"backup {backup_id}: the copies differ after writing; none was kept")

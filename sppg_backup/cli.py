@@ -416,7 +416,6 @@ def existing_storage(settings: Any) -> Any:
     """The configured storage; a storage directory that does not exist is an error, not an empty catalog."""
     from .errors import NotFoundError
     from .storage import open_storage
-    from .storage.local import LocalStorage
 
     credentials = None
     if settings.storage_url.startswith("gs://"):
@@ -424,8 +423,8 @@ def existing_storage(settings: Any) -> Any:
 
         credentials = gcp_credentials(settings)
     storage = open_storage(settings.storage_url, credentials, settings.gcp_project)
-    if isinstance(storage, LocalStorage) and not storage.root.is_dir():
-        raise NotFoundError(f"storage directory {storage.root} does not exist; check SPPG_BACKUP_STORAGE_URL")
+    if storage.folder is not None and not storage.folder.is_dir():
+        raise NotFoundError(f"storage directory {storage.folder} does not exist; check SPPG_BACKUP_STORAGE_URL")
     return storage
 
 

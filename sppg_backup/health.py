@@ -11,7 +11,6 @@ from pathlib import Path
 from .catalog import Manifest, human_size
 from .errors import NotFoundError
 from .storage import Storage, get_bytes, put_bytes
-from .storage.local import LocalStorage
 
 STATE_KEY = "health/state.json"
 
@@ -50,8 +49,8 @@ def disk_usage(location: str, path: Path) -> Usage:
 
 def storage_usage(storage: Storage, quota: int | None) -> Usage | None:
     """A directory: its disk. A bucket: bytes stored under the prefix against the configured quota (if any)."""
-    if isinstance(storage, LocalStorage):
-        return disk_usage("storage", storage.root)
+    if storage.folder is not None:
+        return disk_usage("storage", storage.folder)
     if quota is None:
         return None
     return Usage("storage", storage.url, sum(obj.size for obj in storage.list("")), quota)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from ..errors import PermanentError
@@ -36,6 +37,7 @@ class Storage(Protocol):
     """Put from a stream, open for reading, stat, list by prefix, delete."""
 
     url: str
+    folder: Path | None  # the local folder holding the objects; None for a bucket
 
     def open_write(self, key: str, hashed: bool = True) -> Upload:
         """Start a write; hashed=False when the caller computes sha256 itself (once for several copies)."""
@@ -48,6 +50,11 @@ class Storage(Protocol):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
 
     def delete(self, key: str) -> None: ...
+
+    def link(self, source: Storage, key: str) -> ObjectInfo:
+        """Give `source`'s object `key` a name here too without copying; only when both have a `folder` on one
+        filesystem (see backup.same_disk)."""
+        ...
 
     def create(self, key: str, data: bytes) -> bool:
         """Write a small object only if none has this key, atomically (two callers never both get True)."""

@@ -8,6 +8,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import google_crc32c
@@ -17,7 +18,7 @@ from google.cloud import storage as gcs  # type: ignore[attr-defined]
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
 from ..errors import NotFoundError, PermanentError, TransientError
-from .base import ObjectInfo, check_key, final_digest
+from .base import ObjectInfo, Storage, check_key, final_digest
 
 UPLOAD_CHUNK = 16 << 20  # resumable upload chunk: a multiple of 256 KiB, held in memory while sent
 PERMANENT = (gexc.Unauthorized, gexc.Forbidden, gexc.RequestRangeNotSatisfiable, gexc.BadRequest)
@@ -134,6 +135,7 @@ class GcsStorage:
         rest = url.removeprefix("gs://")
         bucket, _, prefix = rest.partition("/")
         self.url = url
+        self.folder: Path | None = None
         self.client = client
         self.bucket = client.bucket(bucket)
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
@@ -174,6 +176,9 @@ class GcsStorage:
                 yield self.info(blob.name[len(self.prefix) :], blob)
         except CLIENT_ERRORS as exc:
             raise translate(exc, f"cannot list gs://{self.bucket.name}/{self.prefix}{prefix}") from exc
+
+    def link(self, source: Storage, key: str) -> ObjectInfo:
+        raise PermanentError(f"cannot link {source.describe(key)} into {self.url}: a bucket has no hard links")
 
     def abandoned_uploads(self, remove: bool = False) -> tuple[str, ...]:
         return ()  # an unfinished resumable upload is never an object, and GCS expires it after a week

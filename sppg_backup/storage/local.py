@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ConfigError, NotFoundError, PermanentError, TransientError
-from .base import CHUNK, ObjectInfo, check_key, final_digest
+from .base import CHUNK, ObjectInfo, Storage, check_key, final_digest
 
 PARTIAL_MARK = ".partial-"
 WRITEBACK_STEP = 8 << 20
@@ -140,6 +140,7 @@ class LocalStorage:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self.folder: Path | None = self.root
         self.url = self.root.as_uri()
 
     def path(self, key: str) -> Path:
@@ -151,13 +152,15 @@ class LocalStorage:
     def open_write(self, key: str, hashed: bool = True) -> LocalUpload:
         return LocalUpload(self, key, hashed)
 
-    def link(self, source: LocalStorage, key: str) -> ObjectInfo:
+    def link(self, source: Storage, key: str) -> ObjectInfo:
         """Give `source`'s object a name here too, atomically, without copying (same filesystem only)."""
+        if source.folder is None:
+            raise PermanentError(f"cannot link {source.describe(key)} into {self.url}: not a local folder")
         final = self.path(key)
         temp = final.with_name(f".{final.name}{PARTIAL_MARK}{uuid.uuid4().hex[:8]}")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.link(source.path(key), temp)
+            os.link(source.folder / check_key(key), temp)
             os.replace(temp, final)
             _fsync_dir(final.parent)
         except OSError as exc:
