@@ -7,11 +7,11 @@ import json
 import logging
 import os
 import socket
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import keys
 from .errors import BackupError, PermanentError
 from .storage import Storage, put_bytes
 
@@ -56,7 +56,7 @@ class AuditTrail:
             except OSError as exc:
                 raise PermanentError(f"cannot write audit trail {self.path}: {exc.strerror}") from None
         if self.storage is not None:
-            key = f"audit/{now:%Y/%m/%d/%H%M%S%f}-{action}-{uuid.uuid4().hex[:6]}.json"
+            key = keys.audit_record(now, action)
             try:
                 put_bytes(self.storage, key, line.encode())
             except BackupError as exc:

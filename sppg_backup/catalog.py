@@ -12,14 +12,13 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from . import processes
+from . import keys, processes
 from .errors import BackupError, NotFoundError, PermanentError
 from .storage import Storage, get_bytes, put_bytes
-from .streams import EXTENSIONS
 
 Kind = Literal["db", "files", "config", "full"]
-PREFIX = "erp_sppg_backup_"
-MANIFEST_SUFFIX = ".manifest.json"
+PREFIX = keys.BACKUP_PREFIX
+MANIFEST_SUFFIX = keys.MANIFEST_SUFFIX
 
 
 class Source(BaseModel):
@@ -91,15 +90,11 @@ class Manifest(BaseModel):
 
 def new_backup_id(now: datetime) -> str:
     """erp_sppg_backup_YYYYMMDD_HHMMSS, in UTC."""
-    return PREFIX + now.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+    return keys.backup_id(now)
 
 
-RESERVED_SUFFIX = ".reserved"
-
-
-def reservation_key(manifest: str) -> str:
-    """db/erp_sppg_backup_X.manifest.json -> db/erp_sppg_backup_X.reserved: the id's claim while it is made."""
-    return _stem(manifest) + RESERVED_SUFFIX
+RESERVED_SUFFIX = keys.CLAIM_SUFFIX
+reservation_key = keys.claim  # the id's claim while it is made
 
 
 def free_id(storage: Storage, now: datetime, name: Callable[[datetime], str], key: Callable[[str], str]) -> str:
@@ -144,12 +139,11 @@ def release_id(storage: Storage, manifest: str) -> None:
 
 
 def data_key(kind: Kind, backup_id: str, compression: str, encrypted: bool) -> str:
-    extension = EXTENSIONS[compression]
-    return f"{kind}/{backup_id}.dump.{extension}" + (".age" if encrypted else "")
+    return keys.backup_data(kind, backup_id, compression, encrypted)
 
 
 def manifest_key(kind: Kind, backup_id: str) -> str:
-    return f"{kind}/{backup_id}{MANIFEST_SUFFIX}"
+    return keys.manifest(kind, backup_id)
 
 
 def write_manifest(storage: Storage, manifest: Manifest) -> None:
@@ -211,9 +205,7 @@ def list_backups(storage: Storage, kinds: tuple[Kind, ...] = ("db",)) -> Listing
     return listing
 
 
-def _stem(key: str) -> str:
-    """db/erp_sppg_backup_X.dump.zst.age -> db/erp_sppg_backup_X (ids hold no dots)."""
-    return key.split(".", 1)[0]
+_stem = keys.stem
 
 
 def shown_time(moment: datetime, zone: ZoneInfo) -> str:

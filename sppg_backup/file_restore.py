@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from . import keys
 from .blobs import BlobStore, file_sha256
 from .errors import CheckFailed, PermanentError
 from .safe_tar import SETID
@@ -69,7 +70,7 @@ def restore(
         raise PermanentError(
             f"{target} has {free} bytes free, the files need {needed}; free space or restore elsewhere"
         )
-    store = BlobStore(storage, f"{snapshot.kind}/blobs", [])
+    store = BlobStore(storage, keys.blobs(snapshot.kind), [])
     counts = {"file": 0, "dir": 0, "symlink": 0}
     root = target.resolve()
     for node in nodes:

@@ -5,10 +5,8 @@ configuration. Each part streams to storage (tar and `docker save` output, zstd,
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
-import re
 import shutil
 import tarfile
 import threading
@@ -16,20 +14,20 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from . import safe_tar, streams
+from . import keys, safe_tar, streams
 from .blobs import store_packed, unpack
 from .catalog import free_id, release_id
 from .errors import BackupError, CheckFailed, NotFoundError, PermanentError
 from .safe_tar import Unpacked
 from .storage import Storage, get_bytes, put_bytes
 
-PREFIX = "erp_sppg_full_"
+PREFIX = keys.FULL_PREFIX
 
 
 class Part(BaseModel):
@@ -64,19 +62,12 @@ class FullSet(BaseModel):
         return [p for p in self.parts if p.kind == kind]
 
 
-def manifest_key(set_id: str) -> str:
-    return f"full/{set_id}.manifest.json"
-
-
-def part_key(set_id: str, name: str, encrypted: bool) -> str:
-    """full/<set>/<readable name>-<hash of the name>.tar.zst.age: two names never share a key."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-    tag = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"full/{set_id}/{safe}-{tag}.tar.zst" + (".age" if encrypted else "")
+manifest_key = keys.full_manifest
+part_key = keys.full_part
 
 
 def reserve_id(storage: Storage, now: datetime) -> str:
-    return free_id(storage, now, lambda moment: PREFIX + moment.astimezone(UTC).strftime("%Y%m%d_%H%M%S"), manifest_key)
+    return free_id(storage, now, keys.full_id, manifest_key)
 
 
 def _store(storage: Storage, key: str, source: IO[bytes], recipients: list[str]) -> tuple[int, str]:
@@ -242,7 +233,7 @@ def publish(storage: Storage, full: FullSet) -> None:
 
 def discard(storage: Storage, set_id: str) -> None:
     """Remove what a failed full backup stored (it was never listed)."""
-    for obj in list(storage.list(f"full/{set_id}/")):
+    for obj in list(storage.list(keys.full_parts(set_id))):
         with contextlib.suppress(NotFoundError):
             storage.delete(obj.key)
     release_id(storage, manifest_key(set_id))
@@ -250,7 +241,7 @@ def discard(storage: Storage, set_id: str) -> None:
 
 def list_sets(storage: Storage) -> tuple[list[FullSet], list[tuple[str, str]]]:
     sets, unreadable = [], []
-    for obj in storage.list("full/" + PREFIX):
+    for obj in storage.list("full/" + keys.FULL_PREFIX):
         if obj.key.count("/") != 1 or not obj.key.endswith(".manifest.json"):
             continue
         try:

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from . import keys
 from .catalog import Manifest, human_size
 from .errors import NotFoundError
 from .storage import Storage, get_bytes, put_bytes
 
-STATE_KEY = "health/state.json"
+STATE_KEY = keys.HEALTH_STATE
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import snapshots
+from . import keys, snapshots
 from .audit import AuditTrail
 from .file_restore import all_versions, load_all
 from .prune import audited_delete
@@ -88,7 +88,7 @@ def prune(
     kept = {s.id for s in decision.keep}
     needed = {s.index_key for s, _ in loaded if s.id in kept}
     needed |= {n.blob for s, nodes in loaded if s.id in kept for n in nodes.values() if n.blob}
-    for prefix in (f"{kind}/blobs/", f"{kind}/indexes/"):
+    for prefix in (keys.blobs(kind) + "/", keys.indexes(kind) + "/"):
         for obj in list(storage.list(prefix)):
             if obj.key not in needed and obj.updated < now - grace:
                 result.deleted_objects.append(obj.key)

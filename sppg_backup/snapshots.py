@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from . import keys
 from .blobs import BlobStore, ChangedWhileReading, file_sha256
 from .catalog import MANIFEST_SUFFIX, free_id, release_id
 from .errors import BackupError, NotFoundError, PermanentError
@@ -85,20 +86,20 @@ LEASE_HOURS = 24  # a lease older than this belongs to a run that died
 
 
 def lease_key(kind: SnapshotKind, snap_id: str) -> str:
-    return f"{kind}/running/{snap_id}"
+    return keys.lease(kind, snap_id)
 
 
 def running(storage: Storage, kind: SnapshotKind, now: datetime) -> bool:
     """Is a snapshot being taken (its blobs may not be referenced by any manifest yet)?"""
-    return any(obj.updated > now - timedelta(hours=LEASE_HOURS) for obj in storage.list(f"{kind}/running/"))
+    return any(obj.updated > now - timedelta(hours=LEASE_HOURS) for obj in storage.list(keys.leases(kind)))
 
 
 def snapshot_id(kind: SnapshotKind, now: datetime) -> str:
-    return f"erp_sppg_{kind}_" + now.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+    return keys.snapshot_id(kind, now)
 
 
 def manifest_key(kind: SnapshotKind, snap_id: str) -> str:
-    return f"{kind}/{snap_id}{MANIFEST_SUFFIX}"
+    return keys.manifest(kind, snap_id)
 
 
 def reserve_id(storage: Storage, kind: SnapshotKind, now: datetime) -> str:
@@ -238,7 +239,7 @@ def _take(
     part_of: str | None,
 ) -> Snapshot | None:
     cache = _Cache.load(state_dir, kind, storage)
-    store = BlobStore(storage, f"{kind}/blobs", recipients)
+    store = BlobStore(storage, keys.blobs(kind), recipients)
     nodes: list[Node] = []
     skipped: list[Skipped] = []
     totals = _Totals()
@@ -264,7 +265,7 @@ def _take(
         if newest is not None and newest.content_sha256 == content_sha and newest.skipped == skipped:
             return None  # also when the same file is still unreadable: one snapshot says so, not one per run
     index_sha = hashlib.sha256(index).hexdigest()
-    indexes = BlobStore(storage, f"{kind}/indexes", recipients)
+    indexes = BlobStore(storage, keys.indexes(kind), recipients)
     index_key = indexes.key(index_sha)
     if index_key not in cache.known and not indexes.exists(index_key):
         indexes.put(io.BytesIO(index), index_sha)
@@ -392,12 +393,12 @@ def list_snapshots(storage: Storage, kind: SnapshotKind, newest: int | None = No
     """Every manifest of this kind (or the `newest` ones), read 8 at a time (one GET each); blobs and indexes are
     not listed."""
     listing = SnapshotListing()
-    keys = sorted(
+    names = sorted(
         obj.key
-        for obj in storage.list(f"{kind}/erp_sppg_{kind}_")
+        for obj in storage.list(keys.snapshot_prefix(kind))
         if "/" not in obj.key[len(kind) + 1 :] and obj.key.endswith(MANIFEST_SUFFIX)
     )
-    keys = keys[-newest:] if newest else keys
+    names = names[-newest:] if newest else names
 
     def read(key: str) -> Snapshot | tuple[str, str]:
         try:
@@ -406,7 +407,7 @@ def list_snapshots(storage: Storage, kind: SnapshotKind, newest: int | None = No
             return key, str(exc).splitlines()[0]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for result in pool.map(read, keys):
+        for result in pool.map(read, names):
             if isinstance(result, Snapshot):
                 listing.snapshots.append(result)
             else:
@@ -417,7 +418,7 @@ def list_snapshots(storage: Storage, kind: SnapshotKind, newest: int | None = No
 
 def newest_time(storage: Storage, kind: SnapshotKind) -> datetime | None:
     """When the newest snapshot of this kind was taken, from the manifest names alone (no GET per snapshot)."""
-    prefix = f"{kind}/erp_sppg_{kind}_"
+    prefix = keys.snapshot_prefix(kind)
     stamps = [
         obj.key[len(prefix) : -len(MANIFEST_SUFFIX)]
         for obj in storage.list(prefix)
@@ -449,7 +450,7 @@ def choose(storage: Storage, kind: SnapshotKind, snap_id: str | None = None, as_
 
 
 def read_index(storage: Storage, snapshot: Snapshot, identities: list[Any]) -> list[Node]:
-    store = BlobStore(storage, f"{snapshot.kind}/indexes", [])
+    store = BlobStore(storage, keys.indexes(snapshot.kind), [])
     buffer = _Collect()
     store.get(snapshot.index_key, buffer, identities, snapshot.index_sha256)
     return [Node.model_validate_json(line) for line in buffer.data().splitlines() if line]

@@ -16,7 +16,6 @@ import zstandard
 from .storage.base import CHUNK, ObjectInfo, Storage
 
 Compression = Literal["zstd", "gzip"]
-EXTENSIONS = {"zstd": "zst", "gzip": "gz"}
 
 
 class GzipReader(io.RawIOBase):

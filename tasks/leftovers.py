@@ -14,12 +14,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from sppg_backup import catalog, scratch, scratch_db
+from sppg_backup import catalog, keys, scratch, scratch_db
 from sppg_backup.settings import Settings
 from tasks.common import destinations, root_run
 
 log = logging.getLogger("sppg_backup.leftovers")
-CLAIMED = ("db/erp_sppg_backup_", "full/erp_sppg_full_", "files/erp_sppg_files_", "config/erp_sppg_config_")
 
 
 def _logger() -> Any:
@@ -45,7 +44,7 @@ def leftovers(settings: Settings, uploads: bool, servers: tuple[str, ...], remov
     if uploads:
         for storage in destinations(settings).all:
             _each(found, "temporary uploads", partial(storage.abandoned_uploads, remove))
-        claims = partial(catalog.abandoned_claims, destinations(settings).storage, CLAIMED, remove)
+        claims = partial(catalog.abandoned_claims, destinations(settings).storage, keys.CLAIMED, remove)
         _each(found, "claimed ids", claims)
     for server in dict.fromkeys(servers):
         _each(found, "scratch databases", partial(scratch_db.abandoned, server, remove))
