@@ -208,6 +208,15 @@ def list_backups(storage: Storage, kinds: tuple[Kind, ...] = ("db",)) -> Listing
 _stem = keys.stem
 
 
+def previous_size(storage: Storage, manifest: Manifest) -> int:
+    """The size of the backup before this one (its own size when it is the first), for the size-drop alert."""
+    try:
+        older = [m for m in list_backups(storage).backups if m.created_at < manifest.created_at]
+    except BackupError:
+        return manifest.size
+    return older[-1].size if older else manifest.size
+
+
 def shown_time(moment: datetime, zone: ZoneInfo) -> str:
     """A time as the ops team reads it, e.g. 2026-11-24 03:00:05 WIB."""
     local = moment.astimezone(zone)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from . import postgres, restore, scratch_db
 from .catalog import Manifest, list_backups, read_manifest, shown_time
-from .errors import NotFoundError, PermanentError
+from .errors import CheckFailed, NotFoundError, PermanentError
 from .growing import GrowingFile
 from .storage import Storage
 
@@ -148,6 +148,31 @@ def plan(
         needs_confirmation=target.exists and (target.connections > 0 or target.tables > 0),
         reason=reason,
     )
+
+
+def target_url(database_url: str, target: str | None, target_password: str | None) -> str:
+    """The target's URL: DATABASE_URL when none is given; a target on the same server and login borrows its
+    password, another one gets TARGET_PASSWORD (a password is never typed into a run's parameters)."""
+    if not target:
+        return database_url
+    wanted, params = postgres.parse(target)
+    known, known_params = postgres.parse(database_url)
+    same_login = (wanted.host, wanted.port, wanted.user) == (known.host, known.port, known.user)
+    if "password" not in params and same_login and known_params.get("password"):
+        return postgres.with_database(database_url, wanted.database)
+    if "password" not in params and target_password:
+        return postgres.with_password(target, target_password)
+    return target
+
+
+def require_confirmation(plan: RestorePlan, confirmed: bool) -> None:
+    """A target with data or connections is replaced only when the engineer said so."""
+    if plan.needs_confirmation and not confirmed:
+        raise CheckFailed(
+            "confirmation",
+            f"{plan.target.label} has {plan.target.tables} tables and "
+            f"{plan.target.connections} connections; restoring over it needs --yes (confirm=true)",
+        )
 
 
 def restore_replacing(

@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from sppg_backup import backup, metrics, report, report_files
-from sppg_backup.catalog import Manifest, human_size, list_backups
+from sppg_backup.catalog import Manifest, human_size, previous_size
 from sppg_backup.errors import BackupError, PermanentError
 from sppg_backup.postgres import parse
 from sppg_backup.prune import PruneResult, prune
@@ -87,15 +87,6 @@ def report_prune(
         publish(settings, "prune-backups", told)
 
 
-def previous_size(dest: backup.Destinations, manifest: Manifest) -> int:
-    """The size of the backup before this one (its own size when it is the first), for the size-drop alert."""
-    try:
-        older = [m for m in list_backups(dest.storage).backups if m.created_at < manifest.created_at]
-    except BackupError:
-        return manifest.size
-    return older[-1].size if older else manifest.size
-
-
 @task(name="notify-success", cache_policy=NO_CACHE)
 def report_success(settings: Settings, manifest: Manifest, pruned: list[PruneResult]) -> None:
     """Audit, metrics, artifact, notification: the backup is already listed, so none of these may fail it."""
@@ -121,7 +112,7 @@ def report_success(settings: Settings, manifest: Manifest, pruned: list[PruneRes
             "backup_last_success_timestamp": manifest.finished_at.timestamp(),
             "backup_duration_seconds": manifest.duration_seconds,
             "backup_file_size_bytes": manifest.size,
-            "backup_previous_file_size_bytes": previous_size(dest, manifest),
+            "backup_previous_file_size_bytes": previous_size(dest.storage, manifest),
             "backup_last_run_success": 1,
         },
         settings.metrics_file,

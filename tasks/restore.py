@@ -27,7 +27,7 @@ from sppg_backup.errors import CheckFailed, NotFoundError
 from sppg_backup.forms import Choice, DatabaseUrl, WibTime
 from sppg_backup.settings import Settings
 from tasks.common import audit, destinations, keyed_on, publish, retrying, who
-from tasks.verify import fetch_archive, identities_for
+from tasks.verify import fetch, identities_for
 
 
 class RestoreRequest(BaseModel):
@@ -79,17 +79,7 @@ class RestoreRequest(BaseModel):
 
 
 def target_url(settings: Settings, request: RestoreRequest) -> str:
-    """The target's URL; a target on the same server and login borrows the configured password."""
-    if not request.target_url:
-        return settings.database_url
-    wanted, params = postgres.parse(request.target_url)
-    known, known_params = postgres.parse(settings.database_url)
-    same_login = (wanted.host, wanted.port, wanted.user) == (known.host, known.port, known.user)
-    if "password" not in params and same_login and known_params.get("password"):
-        return postgres.with_database(settings.database_url, wanted.database)
-    if "password" not in params and settings.target_password:
-        return postgres.with_password(request.target_url, settings.target_password)
-    return request.target_url
+    return recovery.target_url(settings.database_url, request.target_url, settings.target_password)
 
 
 def services_of(settings: Settings, request: RestoreRequest) -> list[str]:
@@ -111,12 +101,8 @@ def plan_restore(settings: Settings, request: RestoreRequest) -> recovery.Restor
     plan = recovery.plan(manifest, target, names, request.safety_backup, reason)
     for line in plan.describe(settings.zone):
         get_run_logger().info("plan: %s", line)
-    if plan.needs_confirmation and not request.confirm and not request.dry_run:
-        raise CheckFailed(
-            "confirmation",
-            f"{plan.target.label} has {plan.target.tables} tables and "
-            f"{plan.target.connections} connections; restoring over it needs --yes (confirm=true)",
-        )
+    if not request.dry_run:
+        recovery.require_confirmation(plan, request.confirm)
     return plan
 
 
@@ -221,7 +207,7 @@ def start_again(settings: Settings, services: list[docker_services.Service]) -> 
 )
 def download_backup(settings: Settings, manifest: Manifest, archive: str) -> str:
     """Download, check sha256, decrypt, decompress; seal the file, so a retried run can tell it is still whole."""
-    fetch_archive.fn(settings, manifest, Path(archive))
+    fetch(settings, manifest, Path(archive))
     scratch.seal(Path(archive))
     return archive
 

@@ -45,11 +45,16 @@ def identities_for(settings: Settings, manifest: Manifest) -> list[Any]:
     return identities
 
 
+def fetch(settings: Settings, manifest: Manifest, archive: Path) -> None:
+    """The backup's plain archive at `archive` (readers of a growing file follow it while it is written)."""
+    identities = identities_for(settings, manifest)
+    restore.fetch_dump(destinations(settings).storage, manifest, identities, archive, growing.find(archive))
+
+
 @task(name="download-decrypt-decompress", cache_policy=NO_CACHE)
 def fetch_archive(settings: Settings, manifest: Manifest, archive: Path) -> None:
     """Download, check sha256, decrypt with AGE_IDENTITY_FILE and decompress in one pass."""
-    identities = identities_for(settings, manifest)
-    restore.fetch_dump(destinations(settings).storage, manifest, identities, archive, growing.find(archive))
+    fetch(settings, manifest, archive)
     get_run_logger().info("backup %s: sha256 matches, decrypted and decompressed", manifest.id)
 
 
