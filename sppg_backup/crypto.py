@@ -54,6 +54,16 @@ def encrypt(source: IO[bytes], sink: Any, keys: list[str]) -> None:
         raise
 
 
+def identities_from(path: Path | None) -> list[x25519.Identity]:
+    """The private keys of AGE_IDENTITY_FILE, which reading anything encrypted needs."""
+    if path is None:
+        raise ConfigError(
+            "bad setting SPPG_BACKUP_AGE_IDENTITY_FILE: not set; point it at the private key file "
+            "(the one `sppg-backup keygen` wrote) to read encrypted backups"
+        )
+    return load_identities(path)
+
+
 def check_identities(identities: list[x25519.Identity], recipients: list[str], what: str) -> None:
     """The key can open `what` (made for `recipients`), or a ConfigError naming both: a wrong key is a setting to
     fix, not a damaged backup."""

@@ -30,12 +30,7 @@ def sources(settings: Settings, kind: snapshots.SnapshotKind) -> list[snapshots.
 
 def identities(settings: Settings) -> list[Any]:
     """The private keys that read encrypted snapshots and backups."""
-    if settings.age_identity_file is None:
-        raise ConfigError(
-            "bad setting SPPG_BACKUP_AGE_IDENTITY_FILE: not set; point it at the private key file "
-            "(the one `sppg-backup keygen` wrote) to read encrypted backups"
-        )
-    return crypto.load_identities(settings.age_identity_file)
+    return crypto.identities_from(settings.age_identity_file)
 
 
 @task(name="take-snapshot", cache_policy=NO_CACHE)

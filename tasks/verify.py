@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from sppg_backup import crypto, growing, metrics, report, restore, verify
 from sppg_backup.catalog import Manifest, human_size
-from sppg_backup.errors import CheckFailed, ConfigError
+from sppg_backup.errors import CheckFailed
 from sppg_backup.settings import Settings
 from tasks.common import audit_trail, destinations, publish
 
@@ -38,9 +38,7 @@ def identities_for(settings: Settings, manifest: Manifest) -> list[Any]:
     """The private keys that open this backup; a ConfigError (a setting to fix) when none can."""
     if manifest.encryption != "age":
         return []
-    if settings.age_identity_file is None:
-        raise ConfigError("SPPG_BACKUP_AGE_IDENTITY_FILE is not set: cannot decrypt the backup")
-    identities = crypto.load_identities(settings.age_identity_file)
+    identities = crypto.identities_from(settings.age_identity_file)
     crypto.check_identities(identities, manifest.recipients, f"backup {manifest.id}")
     return identities
 
