@@ -88,6 +88,8 @@ def main() -> None:
         for name, (seconds, peak) in results.items():
             print(f"{name:45} {seconds:8.1f} {seconds / floor:6.2f} {peak / 1e6:8.0f}")
         print("\nstored sizes: " + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in sizes.items()))
+        overhead = results["sppg-backup backup db (Prefect flow)"][0] - results["backup db: dump..manifest (core)"][0]
+        print(f"the flow's fixed cost over the core: {overhead:.1f} s (target under 1.5 s)")
     finally:
         cluster.stop(remove=not args.keep)
 

@@ -13,7 +13,7 @@ from sppg_backup import crypto, growing, metrics, report, restore, verify
 from sppg_backup.catalog import Manifest, human_size
 from sppg_backup.errors import CheckFailed
 from sppg_backup.settings import Settings
-from tasks.common import audit_trail, destinations, publish
+from tasks.common import audit, destinations, publish
 
 
 def server_url(settings: Settings) -> str:
@@ -83,17 +83,19 @@ def record_verification(
     """Store the result with the manifest, set backup_verification_status, audit, artifact, notify on failure."""
     finished = datetime.now(UTC)
     result = verify.outcome(failure, started, finished)
-    dest = destinations(settings)
-    if manifest is not None:
-        manifest = verify.record(dest.all, manifest, result)
     backup_id = manifest.id if manifest else "-"
+    if manifest is not None:
+        try:
+            verify.record(destinations(settings).all, manifest, result)
+        except Exception as exc:  # told below all the same; never hides the verdict itself
+            get_run_logger().error("cannot store the verification result with %s: %s", backup_id, exc)
     metrics.record(
         {"kind": "db"},
         {"backup_verification_status": 0 if failure else 1, "backup_last_verification_timestamp": finished.timestamp()},
         settings.metrics_file,
         settings.pushgateway_url,
     )
-    audit_trail(settings, dest).record("verify", backup_id, result.status, check=result.check, detail=result.detail)
+    audit(settings, "verify", backup_id, result.status, check=result.check, detail=result.detail)
     told = report.verification_report(backup_id, result, settings.storage_url, settings.zone)
     publish(settings, "verify-backup", told, send=failure is not None)
     return {"backup_id": backup_id, **result.model_dump(mode="json")}
@@ -104,10 +106,7 @@ def report_verify_error(settings: Settings, manifest: Manifest | None, error: Ba
     """The run failed before judging the backup (its key, scratch space, server): told, audited, and the backup's
     record left as it was."""
     backup_id = manifest.id if manifest else "-"
-    try:
-        audit_trail(settings, destinations(settings)).record("verify", backup_id, "error", detail=str(error))
-    except Exception as exc:
-        get_run_logger().warning("cannot write the audit trail: %s", exc)
+    audit(settings, "verify", backup_id, "error", detail=str(error))
     step = (
         f"fix the cause above and run `sppg-backup verify {manifest.id}`; the backup itself was not judged and "
         "keeps its verification status"
