@@ -17,8 +17,6 @@ from .errors import BackupError, NotFoundError, PermanentError
 from .storage import Storage, get_bytes, put_bytes
 
 Kind = Literal["db", "files", "config", "full"]
-PREFIX = keys.BACKUP_PREFIX
-MANIFEST_SUFFIX = keys.MANIFEST_SUFFIX
 
 
 class Source(BaseModel):
@@ -93,10 +91,6 @@ def new_backup_id(now: datetime) -> str:
     return keys.backup_id(now)
 
 
-RESERVED_SUFFIX = keys.CLAIM_SUFFIX
-reservation_key = keys.claim  # the id's claim while it is made
-
-
 def free_id(storage: Storage, now: datetime, name: Callable[[datetime], str], key: Callable[[str], str]) -> str:
     """The id `name` gives `now`, claimed in storage with an atomic create (two runs in the same second never get
     the same id), moved on by a second while an earlier backup's manifest (`key`) or claim holds it."""
@@ -107,7 +101,7 @@ def free_id(storage: Storage, now: datetime, name: Callable[[datetime], str], ke
         try:
             storage.stat(key(candidate))
         except NotFoundError:
-            if storage.create(reservation_key(key(candidate)), claim):
+            if storage.create(keys.claim(key(candidate)), claim):
                 return candidate
         moment += timedelta(seconds=1)
 
@@ -118,7 +112,7 @@ def abandoned_claims(storage: Storage, prefixes: tuple[str, ...], remove: bool =
     found = []
     for prefix in prefixes:
         for obj in list(storage.list(prefix)):
-            if not obj.key.endswith(RESERVED_SUFFIX) or obj.key.count("/") != 1:
+            if not obj.key.endswith(keys.CLAIM_SUFFIX) or obj.key.count("/") != 1:
                 continue
             try:
                 ended = processes.gone(json.loads(get_bytes(storage, obj.key)))
@@ -135,7 +129,7 @@ def abandoned_claims(storage: Storage, prefixes: tuple[str, ...], remove: bool =
 def release_id(storage: Storage, manifest: str) -> None:
     """Drop the claim once the manifest holds the id (or the run gave it up)."""
     with contextlib.suppress(NotFoundError):
-        storage.delete(reservation_key(manifest))
+        storage.delete(keys.claim(manifest))
 
 
 def data_key(kind: Kind, backup_id: str, compression: str, encrypted: bool) -> str:
@@ -152,7 +146,7 @@ def write_manifest(storage: Storage, manifest: Manifest) -> None:
 
 def delete_backup(storage: Storage, kind: Kind, backup_id: str, data: str) -> None:
     """Manifest first: a backup half-deleted is then an unlisted orphan, never a listed wreck."""
-    for key in (manifest_key(kind, backup_id), data, reservation_key(manifest_key(kind, backup_id))):
+    for key in (manifest_key(kind, backup_id), data, keys.claim(manifest_key(kind, backup_id))):
         with contextlib.suppress(NotFoundError):
             storage.delete(key)
 
@@ -190,22 +184,19 @@ def list_backups(storage: Storage, kinds: tuple[Kind, ...] = ("db",)) -> Listing
         objects = list(storage.list(kind + "/"))
         stems: set[str] = set()
         for obj in objects:
-            if not obj.key.endswith(MANIFEST_SUFFIX):
+            if not obj.key.endswith(keys.MANIFEST_SUFFIX):
                 continue
-            stems.add(_stem(obj.key))
+            stems.add(keys.stem(obj.key))
             try:
                 listing.backups.append(Manifest.model_validate_json(get_bytes(storage, obj.key)))
             except (ValidationError, ValueError, BackupError) as exc:
                 listing.unreadable.append((obj.key, _first_error(exc)))
         for obj in objects:
-            if _stem(obj.key) not in stems:
+            if keys.stem(obj.key) not in stems:
                 listing.orphans.append(obj.key)
                 listing.orphan_times[obj.key] = obj.updated
     listing.backups.sort(key=lambda m: m.created_at)
     return listing
-
-
-_stem = keys.stem
 
 
 def previous_size(storage: Storage, manifest: Manifest) -> int:

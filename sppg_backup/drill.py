@@ -12,12 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from . import postgres
+from . import keys, postgres
 from .errors import CheckFailed
 from .settings import SmokeCheck
 from .storage import Storage, get_bytes, put_bytes
-
-PREFIX = "drills/"
 
 
 class SmokeResult(BaseModel):
@@ -179,7 +177,7 @@ def build_report(
 
 
 def save(storage: Storage, report: DrillReport) -> str:
-    key = f"{PREFIX}{report.id}.json"
+    key = keys.drill_report(report.id)
     put_bytes(storage, key, report.model_dump_json(indent=2).encode())
     return key
 
@@ -187,7 +185,7 @@ def save(storage: Storage, report: DrillReport) -> str:
 def history(storage: Storage) -> tuple[list[DrillReport], list[str]]:
     """Past drills from storage, oldest first, and the keys of unreadable reports."""
     reports, unreadable = [], []
-    for obj in storage.list(PREFIX):
+    for obj in storage.list(keys.DRILLS):
         try:
             reports.append(DrillReport.model_validate_json(get_bytes(storage, obj.key)))
         except (ValidationError, ValueError):

@@ -42,7 +42,7 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     text = str(value).strip()
-    return None if not text or text == NEWEST else text
+    return text or None
 
 
 def _chosen(value: Any) -> str | None:

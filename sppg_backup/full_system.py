@@ -27,8 +27,6 @@ from .errors import BackupError, CheckFailed, NotFoundError, PermanentError
 from .safe_tar import Unpacked
 from .storage import Storage, get_bytes, put_bytes
 
-PREFIX = keys.FULL_PREFIX
-
 
 class Part(BaseModel):
     model_config = ConfigDict(frozen=True)

@@ -5,7 +5,7 @@ db/erp_sppg_backup_<UTC>.dump.zst.age, db/<id>.manifest.json      a database bac
 <kind>/blobs/..., <kind>/indexes/..., <kind>/running/<id>          its contents, indexes, leases
 full/erp_sppg_full_<UTC>.manifest.json, full/<id>/<part>           a full-system set
 <manifest stem>.reserved                                           an id claimed while it is made
-audit/YYYY/MM/DD/..., health/state.json                           the audit trail, alert state
+audit/YYYY/MM/DD/..., health/state.json, drills/<id>.json        the audit trail, alert state, drill reports
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ EXTENSIONS = {"zstd": "zst", "gzip": "gz"}
 BACKUP_PREFIX = "erp_sppg_backup_"
 FULL_PREFIX = "erp_sppg_full_"
 HEALTH_STATE = "health/state.json"
+DRILLS = "drills/"
 
 
 def _stamp(now: datetime) -> str:
@@ -107,6 +108,10 @@ def full_part(set_id: str, name: str, encrypted: bool) -> str:
 
 def audit_record(now: datetime, action: str) -> str:
     return f"audit/{now:%Y/%m/%d/%H%M%S%f}-{action}-{uuid.uuid4().hex[:6]}.json"
+
+
+def drill_report(report: str) -> str:
+    return f"{DRILLS}{report}.json"
 
 
 CLAIMED = ("db/" + BACKUP_PREFIX, "full/" + FULL_PREFIX, snapshot_prefix("files"), snapshot_prefix("config"))

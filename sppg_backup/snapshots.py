@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import keys
 from .blobs import BlobStore, ChangedWhileReading, file_sha256
-from .catalog import MANIFEST_SUFFIX, free_id, release_id
+from .catalog import free_id, release_id
 from .errors import BackupError, NotFoundError, PermanentError
 from .storage import Storage, get_bytes, put_bytes
 
@@ -396,7 +396,7 @@ def list_snapshots(storage: Storage, kind: SnapshotKind, newest: int | None = No
     names = sorted(
         obj.key
         for obj in storage.list(keys.snapshot_prefix(kind))
-        if "/" not in obj.key[len(kind) + 1 :] and obj.key.endswith(MANIFEST_SUFFIX)
+        if "/" not in obj.key[len(kind) + 1 :] and obj.key.endswith(keys.MANIFEST_SUFFIX)
     )
     names = names[-newest:] if newest else names
 
@@ -420,9 +420,9 @@ def newest_time(storage: Storage, kind: SnapshotKind) -> datetime | None:
     """When the newest snapshot of this kind was taken, from the manifest names alone (no GET per snapshot)."""
     prefix = keys.snapshot_prefix(kind)
     stamps = [
-        obj.key[len(prefix) : -len(MANIFEST_SUFFIX)]
+        obj.key[len(prefix) : -len(keys.MANIFEST_SUFFIX)]
         for obj in storage.list(prefix)
-        if "/" not in obj.key[len(kind) + 1 :] and obj.key.endswith(MANIFEST_SUFFIX)
+        if "/" not in obj.key[len(kind) + 1 :] and obj.key.endswith(keys.MANIFEST_SUFFIX)
     ]
     newest = max(stamps, default=None)
     return datetime.strptime(newest, "%Y%m%d_%H%M%S").replace(tzinfo=UTC) if newest else None

@@ -26,6 +26,11 @@ def cli(*args: str, api: str, env: dict[str, str] | None = None) -> subprocess.C
     )
 
 
+def error_lines(stderr: str) -> list[str]:
+    """The `error: ...` lines a command printed (there should be exactly one when it fails)."""
+    return [line for line in stderr.splitlines() if line.startswith("error")]
+
+
 @contextlib.contextmanager
 def read_only_dir(path: Path) -> Iterator[Path]:
     """A directory nobody can write into, root included (chattr +i when running as root)."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import cli
+from tests.helpers import cli, error_lines
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def test_an_id_that_leaves_storage_is_one_clear_line(
     fresh_backup: dict[str, Any], prefect_api: str, args: tuple[str, ...]
 ) -> None:
     done = cli(*args, api=prefect_api)
-    lines = [line for line in done.stderr.splitlines() if line.startswith("error")]
+    lines = error_lines(done.stderr)
     assert done.returncode != 0 and len(lines) == 1, done.stderr
     assert "not a name in storage" in lines[0] and "unexpected" not in done.stderr
 

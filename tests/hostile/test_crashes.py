@@ -19,7 +19,7 @@ from sppg_backup import postgres
 from sppg_backup.catalog import list_backups
 from sppg_backup.storage import open_storage
 from tests.dbcheck import table_contents
-from tests.helpers import cli
+from tests.helpers import cli, error_lines
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +150,7 @@ def test_sigterm_mid_dump_is_one_clear_line_and_lists_nothing(
     wait_for(lambda: any(storage.rglob("*.partial-*")))
     run.send_signal(signal.SIGTERM)  # systemd stopping the service, or a timeout
     _, stderr = run.communicate(timeout=60)
-    lines = [line for line in stderr.splitlines() if line.startswith("error")]
+    lines = error_lines(stderr)
     assert run.returncode != 0 and len(lines) == 1 and "unexpected" not in stderr, stderr
     assert "stopped" in lines[0] and "SIGTERM" in lines[0]
     assert list_backups(open_storage(backup_env["STORAGE_URL"])).backups == []

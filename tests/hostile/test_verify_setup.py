@@ -12,13 +12,9 @@ import pytest
 from sppg_backup.catalog import list_backups, read_manifest
 from sppg_backup.crypto import generate_key_file
 from sppg_backup.storage import open_storage
-from tests.helpers import cli, tiny_filesystem
+from tests.helpers import cli, error_lines, tiny_filesystem
 
 pytestmark = pytest.mark.integration
-
-
-def error_lines(done: Any) -> list[str]:
-    return [line for line in done.stderr.splitlines() if line.startswith("error")]
 
 
 def still_usable(env: dict[str, str], backup_id: str, api: str) -> None:
@@ -49,7 +45,7 @@ def test_a_bad_identity_file_fails_the_run_not_the_backup(
         generate_key_file(identity)
     monkeypatch.setenv("SPPG_BACKUP_AGE_IDENTITY_FILE", str(identity))
     done = cli("verify", "--latest", api=prefect_api)
-    [line] = error_lines(done)
+    [line] = error_lines(done.stderr)
     assert done.returncode == 2 and "AGE_IDENTITY_FILE" in line, done.stderr
     if key == "another key":
         assert "is not one backup" in line and "encrypted to" in line
@@ -71,7 +67,7 @@ def test_a_full_scratch_disk_is_one_error_line_and_reported(
     with tiny_filesystem(tmp_path / "scratch", size="64k") as scratch:
         monkeypatch.setenv("SPPG_BACKUP_SCRATCH_DIR", str(scratch))
         done = cli("verify", "--latest", api=prefect_api)
-        [line] = error_lines(done)
+        [line] = error_lines(done.stderr)
         assert done.returncode == 1 and "no space left" in line.lower() and "SCRATCH_DIR" in line, done.stderr
         assert "unexpected" not in done.stderr
         assert list(scratch.iterdir()) == []  # nothing decrypted is left behind
