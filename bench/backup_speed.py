@@ -19,10 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import timed  # noqa: E402
-from sppg_backup import postgres  # noqa: E402
-from sppg_backup.crypto import generate_key_file  # noqa: E402
-from sppg_backup.sandbox import Cluster, prefect_server, sample_database  # noqa: E402
+from bench.common import timed
+from sppg_backup.db import postgres
+from sppg_backup.sandbox.clusters import Cluster, prefect_server, sample_database
+from sppg_backup.stream.crypto import generate_key_file
 
 
 def main() -> None:

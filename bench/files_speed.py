@@ -20,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import timed  # noqa: E402
-from sppg_backup.crypto import generate_key_file  # noqa: E402
-from sppg_backup.sandbox import prefect_server  # noqa: E402
+from bench.common import timed
+from sppg_backup.sandbox.clusters import prefect_server
+from sppg_backup.stream.crypto import generate_key_file
 
 
 def make_uploads(root: Path, files: int, big_mb: int) -> int:

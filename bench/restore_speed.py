@@ -22,11 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import timed  # noqa: E402
-from sppg_backup import backup, postgres  # noqa: E402
-from sppg_backup.crypto import generate_key_file  # noqa: E402
-from sppg_backup.sandbox import Cluster, prefect_server, sample_database  # noqa: E402
-from sppg_backup.settings import load_settings  # noqa: E402
+from bench.common import timed
+from sppg_backup.db import (
+    dump,
+    postgres,
+)
+from sppg_backup.sandbox.clusters import Cluster, prefect_server, sample_database
+from sppg_backup.settings import load_settings
+from sppg_backup.storage import destinations
+from sppg_backup.stream.crypto import generate_key_file
 
 
 def main() -> None:
@@ -59,9 +63,9 @@ def main() -> None:
         }
         os.environ.update(env_vars)
         settings = load_settings(local_dir=None)
-        dest = backup.open_destinations(settings)
-        manifest = backup.dump(settings, dest, backup.reserve_id(dest.storage, datetime.now(UTC)))
-        backup.publish(dest, manifest)
+        dest = destinations.open_destinations(settings)
+        manifest = dump.dump(settings, dest, dump.reserve_id(dest.storage, datetime.now(UTC)))
+        dump.publish(dest, manifest)
         stored = out / "storage" / manifest.data_key
         conninfo, env = postgres.libpq_env(url)
         env.update(env_vars)

@@ -7,9 +7,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sppg_backup import crypto, recovery, restore  # noqa: E402
-from sppg_backup.settings import load_settings  # noqa: E402
-from sppg_backup.storage import open_storage  # noqa: E402
+from sppg_backup.db import (
+    recovery,
+    restore,
+)
+from sppg_backup.settings import load_settings
+from sppg_backup.storage import open_storage
+from sppg_backup.stream import crypto
 
 settings = load_settings()
 target = sys.argv[1]

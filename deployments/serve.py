@@ -14,7 +14,7 @@ from prefect.schedules import Cron
 
 from sppg_backup.errors import ConfigError
 
-PLACES = (Path(__file__).parents[1] / "prefect.yaml", Path.cwd() / "prefect.yaml")  # the checkout's
+PLACES = (Path(__file__).resolve().parents[1] / "prefect.yaml", Path.cwd() / "prefect.yaml")  # the checkout's
 
 
 def prefect_yaml() -> Path:
@@ -32,11 +32,19 @@ def _limit(entry: dict[str, Any]) -> ConcurrencyLimitConfig | None:
     return ConcurrencyLimitConfig(limit=limit["limit"], collision_strategy=strategy)
 
 
-def deployments() -> list[Any]:
+def _parameters(entry: dict[str, Any], config_file: str | None) -> dict[str, Any] | None:
+    parameters = entry.get("parameters")
+    if config_file is None:
+        return parameters
+    return {"config_file": config_file, **(parameters or {})}
+
+
+def deployments(config_file: str | None = None) -> list[Any]:
+    """Every deployment of prefect.yaml; `config_file` (serve --config) goes to the runs that name none."""
     made = []
     for entry in yaml.safe_load(prefect_yaml().read_text())["deployments"]:
         module, _, name = entry["entrypoint"].partition(":")
-        flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
+        flow = getattr(importlib.import_module("sppg_backup." + module.removesuffix(".py").replace("/", ".")), name)
         made.append(
             flow.to_deployment(
                 name=entry["name"],
@@ -44,12 +52,12 @@ def deployments() -> list[Any]:
                 tags=entry.get("tags"),
                 schedules=[Cron(s["cron"], timezone=s["timezone"]) for s in entry.get("schedules", [])],
                 concurrency_limit=_limit(entry),
-                parameters=entry.get("parameters"),
+                parameters=_parameters(entry, config_file),
                 enforce_parameter_schema=entry.get("enforce_parameter_schema", True),
             )
         )
     return made
 
 
-def serve_all() -> None:
-    serve(*deployments())
+def serve_all(config_file: str | None = None) -> None:
+    serve(*deployments(config_file))

@@ -8,7 +8,7 @@ from prefect import flow
 
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
-from tasks.backup import (
+from sppg_backup.tasks.backup import (
     check_database,
     dump_database,
     prune_backups,
@@ -17,9 +17,9 @@ from tasks.backup import (
     report_success,
     summary,
 )
-from tasks.choices import DATABASE, offer_backups
-from tasks.common import retrying
-from tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.choices import DATABASE, offer_backups
+from sppg_backup.tasks.common import retrying
+from sppg_backup.tasks.leftovers import clean_leftovers
 
 
 @flow(name="backup-database", description="Dump, compress, encrypt, checksum, upload, prune, notify.")

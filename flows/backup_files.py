@@ -8,10 +8,10 @@ from prefect import flow
 
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
-from tasks.choices import offer_backups
-from tasks.common import retrying
-from tasks.files import report_snapshot, take_snapshot
-from tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.choices import offer_backups
+from sppg_backup.tasks.common import retrying
+from sppg_backup.tasks.files import report_snapshot, take_snapshot
+from sppg_backup.tasks.leftovers import clean_leftovers
 
 
 @flow(name="backup-files", description="Snapshot UPLOADS_DIR: upload only new or changed content.")

@@ -9,11 +9,11 @@ from prefect import flow
 
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
-from tasks.backup import dump_database, publish_backup
-from tasks.choices import FULL, offer_backups
-from tasks.common import retrying
-from tasks.files import take_snapshot
-from tasks.full import (
+from sppg_backup.tasks.backup import dump_database, publish_backup
+from sppg_backup.tasks.choices import FULL, offer_backups
+from sppg_backup.tasks.common import retrying
+from sppg_backup.tasks.files import take_snapshot
+from sppg_backup.tasks.full import (
     backup_application,
     backup_image,
     check_sources,
@@ -22,7 +22,7 @@ from tasks.full import (
     report_full,
     reserve_set,
 )
-from tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.leftovers import clean_leftovers
 
 
 @flow(name="backup-full-system", description="Database, application files, Docker images and config as one set.")

@@ -8,9 +8,9 @@ from prefect import flow
 
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
-from tasks.choices import offer_backups
-from tasks.common import retrying
-from tasks.health import announce_changes, evaluate_health, report_health_failure
+from sppg_backup.tasks.choices import offer_backups
+from sppg_backup.tasks.common import retrying
+from sppg_backup.tasks.health import announce_changes, evaluate_health, report_health_failure
 
 
 @flow(name="check-backup-health", description="No backup in 25 h, size drop, failed verification, storage full.")

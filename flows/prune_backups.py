@@ -9,11 +9,11 @@ from prefect import flow
 
 from sppg_backup.forms import CONFIG_PARAM, DRY_RUN_PARAM, Text
 from sppg_backup.settings import load_settings
-from tasks.backup import prune_backups as prune_task
-from tasks.backup import report_prune
-from tasks.choices import FULL, offer_backups
-from tasks.common import retrying
-from tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.backup import prune_backups as prune_task
+from sppg_backup.tasks.backup import report_prune
+from sppg_backup.tasks.choices import FULL, offer_backups
+from sppg_backup.tasks.common import retrying
+from sppg_backup.tasks.leftovers import clean_leftovers
 
 
 @flow(name="prune-backups", description="Delete backups past retention; never the newest good one.")

@@ -6,13 +6,13 @@ from typing import Any
 
 from prefect import flow
 
-from sppg_backup.catalog import Manifest
-from sppg_backup.drill import AppTestResult, SmokeResult, Stopwatch, build_report
+from sppg_backup.db.catalog import Manifest
+from sppg_backup.db.drill import AppTestResult, SmokeResult, Stopwatch, build_report
 from sppg_backup.errors import BackupError, CheckFailed
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
-from tasks.common import retrying, scratch_folder
-from tasks.drill import (
+from sppg_backup.tasks.common import retrying, scratch_folder
+from sppg_backup.tasks.drill import (
     create_test_database,
     drop_test_database,
     restore_test_database,
@@ -20,8 +20,8 @@ from tasks.drill import (
     run_smoke_checks,
     write_drill_report,
 )
-from tasks.leftovers import clean_leftovers
-from tasks.verify import fetch_archive, find_backup, server_url
+from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.verify import fetch_archive, find_backup, server_url
 
 
 @flow(name="recovery-drill", description="Restore the newest backup as a disaster would; measure RTO and RPO.")

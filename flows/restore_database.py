@@ -7,15 +7,15 @@ from typing import Any
 from prefect import flow
 from pydantic import Field
 
-from sppg_backup.catalog import Manifest
-from sppg_backup.docker_services import Service
+from sppg_backup.db.catalog import Manifest
+from sppg_backup.db.recovery import RestorePlan
 from sppg_backup.forms import CONFIG_PARAM, Text
-from sppg_backup.recovery import RestorePlan
+from sppg_backup.ops.containers import Service
 from sppg_backup.settings import load_settings
-from tasks.choices import DATABASE, offer_backups
-from tasks.common import retrying, scratch_folder
-from tasks.leftovers import clean_leftovers
-from tasks.restore import (
+from sppg_backup.tasks.choices import DATABASE, offer_backups
+from sppg_backup.tasks.common import retrying, scratch_folder
+from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.restore import (
     RestoreRequest,
     download_and_restore,
     plan_restore,

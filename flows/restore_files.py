@@ -7,12 +7,12 @@ from typing import Any
 from prefect import flow
 from pydantic import Field
 
+from sppg_backup.files.snapshots import SnapshotKind
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
-from sppg_backup.snapshots import SnapshotKind
-from tasks.common import retrying
-from tasks.files import FilesRestoreRequest, report_restore, restore_snapshot
-from tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.common import retrying
+from sppg_backup.tasks.files import FilesRestoreRequest, report_restore, restore_snapshot
+from sppg_backup.tasks.leftovers import clean_leftovers
 
 DEFAULTS = FilesRestoreRequest()  # a default, not None: the UI's form opens filled in
 REQUEST = (

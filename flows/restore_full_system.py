@@ -7,12 +7,12 @@ from typing import Any
 from prefect import flow
 from pydantic import Field
 
-from flows.restore_database import restore_database
-from sppg_backup.docker_services import Service
+from sppg_backup.flows.restore_database import restore_database
 from sppg_backup.forms import CONFIG_PARAM, Text
+from sppg_backup.ops.containers import Service
 from sppg_backup.settings import load_settings
-from tasks.common import retrying, scratch_folder
-from tasks.full import (
+from sppg_backup.tasks.common import retrying, scratch_folder
+from sppg_backup.tasks.full import (
     FullRestoreRequest,
     check_health,
     choose_set,
@@ -24,8 +24,8 @@ from tasks.full import (
     restored_summary,
     target_folder,
 )
-from tasks.leftovers import clean_leftovers
-from tasks.restore import RestoreRequest, start_again, start_left_stopped, start_services, stop_services
+from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.restore import RestoreRequest, start_again, start_left_stopped, start_services, stop_services
 
 DEFAULTS = FullRestoreRequest()  # a default, not None: the UI's form opens filled in
 REQUEST = (

@@ -8,14 +8,14 @@ from typing import Any
 from prefect import flow
 from pydantic import Field
 
-from sppg_backup.catalog import Manifest
+from sppg_backup.db.catalog import Manifest
 from sppg_backup.errors import CheckFailed
 from sppg_backup.forms import CONFIG_PARAM, Choice, Text
 from sppg_backup.settings import load_settings
-from tasks.choices import DATABASE, offer_backups
-from tasks.common import retrying, scratch_folder
-from tasks.leftovers import clean_leftovers
-from tasks.verify import (
+from sppg_backup.tasks.choices import DATABASE, offer_backups
+from sppg_backup.tasks.common import retrying, scratch_folder
+from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.verify import (
     check_stored,
     fetch_archive,
     find_backup,

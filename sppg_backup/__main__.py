@@ -1,3 +1,3 @@
-from .cli import main
+from sppg_backup.cli import main
 
 main()

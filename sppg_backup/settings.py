@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .errors import ConfigError
+from sppg_backup.errors import ConfigError
 
 ENV_PREFIX = "SPPG_BACKUP_"
 CommaList = Annotated[list[str], NoDecode]
@@ -249,13 +249,18 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
-        config_file = _CONFIG_FILE.get("path")
-        if config_file is not None:
-            sources += (TomlConfigSettingsSource(settings_cls, toml_file=config_file),)
+        if settings_cls.model_config.get("toml_file"):
+            sources += (TomlConfigSettingsSource(settings_cls),)
         return sources
 
 
-_CONFIG_FILE: dict[str, Path | None] = {}
+def _reading(path: Path) -> type[Settings]:
+    """Settings that also read `path` (below the environment): a class of its own, so no module state says which
+    file the next load reads."""
+    config = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})  # type: ignore[typeddict-item]
+    return type("SettingsFromFile", (Settings,), {"model_config": config})
+
+
 KNOWN_VARIABLES = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | {ENV_PREFIX + "CONFIG"}
 
 
@@ -267,15 +272,16 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     unknown = sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and n not in KNOWN_VARIABLES)
     if unknown:  # a typo would otherwise leave the default in force, unnoticed (TOML keys are checked too)
         raise ConfigError(f"unknown setting {unknown[0]}: no such setting; `sppg-backup config show` lists them")
-    _CONFIG_FILE["path"] = Path(path) if path else None
     try:
-        return Settings(**overrides)
+        if not path:
+            return Settings(**overrides)
+        made = _reading(Path(path))(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
     except ValueError as exc:  # a TOML file that does not parse
         raise ConfigError(f"config file {path}: {exc}") from None
-    finally:
-        _CONFIG_FILE["path"] = None
+    # a plain Settings again: tasks get it as a parameter, and Prefect hashes and keeps it
+    return Settings.model_construct(_fields_set=made.model_fields_set, **dict(made))
 
 
 def _describe(exc: ValidationError) -> str:

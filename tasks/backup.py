@@ -9,19 +9,21 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from sppg_backup import backup, metrics, report, report_files
-from sppg_backup.catalog import Manifest, human_size, previous_size
+from sppg_backup.db import dump
+from sppg_backup.db.catalog import Manifest, previous_size
+from sppg_backup.db.postgres import parse
+from sppg_backup.db.prune import PruneResult, prune
+from sppg_backup.db.retention import RetentionPolicy
+from sppg_backup.display import human_size
 from sppg_backup.errors import BackupError, PermanentError
-from sppg_backup.postgres import parse
-from sppg_backup.prune import PruneResult, prune
-from sppg_backup.retention import RetentionPolicy
+from sppg_backup.ops import metrics, report, report_files
 from sppg_backup.settings import Settings
-from tasks.common import audit_trail, destinations, publish, who
+from sppg_backup.tasks.common import audit_trail, destinations, publish, who
 
 
 @task(name="check-database", cache_policy=NO_CACHE, timeout_seconds=120)
 def check_database(settings: Settings) -> str:
-    info = backup.check_source(settings)
+    info = dump.check_source(settings)
     get_run_logger().info("database %s answers, PostgreSQL %s", info.target.label, info.version)
     return info.version
 
@@ -30,9 +32,9 @@ def check_database(settings: Settings) -> str:
 def dump_database(settings: Settings) -> Manifest:
     """pg_dump -> compress -> encrypt -> sha256 -> storage and local copy, in one streamed pass."""
     dest = destinations(settings)
-    backup_id = backup.reserve_id(dest.storage, datetime.now(UTC))
+    backup_id = dump.reserve_id(dest.storage, datetime.now(UTC))
     get_run_logger().info("backup %s: dumping to %s", backup_id, ", ".join(s.url for s in dest.all))
-    manifest = backup.dump(settings, dest, backup_id, who())
+    manifest = dump.dump(settings, dest, backup_id, who())
     get_run_logger().info(
         "backup %s: %s written in %.1f s", backup_id, human_size(manifest.size), manifest.duration_seconds
     )
@@ -47,10 +49,10 @@ def publish_backup(settings: Settings, manifest: Manifest) -> Manifest:
     """
     dest = destinations(settings)
     try:
-        backup.check_copies(dest, manifest)
-        backup.publish(dest, manifest)
+        dump.check_copies(dest, manifest)
+        dump.publish(dest, manifest)
     except PermanentError:
-        backup.discard(dest, manifest)
+        dump.discard(dest, manifest)
         raise
     get_run_logger().info("backup %s verified and listed", manifest.id)
     return manifest

@@ -17,12 +17,14 @@ from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.settings import PREFECT_API_URL
 
-from sppg_backup import full_system, snapshots
-from sppg_backup.catalog import human_size, list_backups
+from sppg_backup.db.catalog import list_backups
+from sppg_backup.display import human_size
+from sppg_backup.files import snapshots
 from sppg_backup.forms import NEWEST, NEWEST_SET, NEWEST_SNAPSHOT
+from sppg_backup.full import system
 from sppg_backup.settings import Settings
 from sppg_backup.storage import Storage
-from tasks.common import destinations
+from sppg_backup.tasks.common import destinations
 
 log = logging.getLogger("sppg_backup.choices")
 MOST = 200  # newest first; older ones are still restored by id from the CLI
@@ -38,10 +40,10 @@ def _dumps(storage: Storage, zone: ZoneInfo) -> list[str]:
 
 
 def _sets(storage: Storage, zone: ZoneInfo) -> list[str]:
-    sets, _ = full_system.list_sets(storage)
+    found, _ = system.list_sets(storage)
     return [
         " · ".join([s.id, _when(s.created_at, zone), human_size(sum(p.size for p in s.parts)), f"{len(s.parts)} parts"])
-        for s in reversed(sets)
+        for s in reversed(found)
     ]
 
 

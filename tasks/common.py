@@ -17,12 +17,12 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 from prefect.utilities.hashing import hash_objects
 
-from sppg_backup import notify, scratch
-from sppg_backup.audit import AuditTrail, actor
-from sppg_backup.backup import Destinations, open_destinations
 from sppg_backup.errors import TransientError
-from sppg_backup.report import Report
+from sppg_backup.ops import notify, scratch
+from sppg_backup.ops.audit import AuditTrail, actor
+from sppg_backup.ops.report import Report
 from sppg_backup.settings import Settings
+from sppg_backup.storage.destinations import Destinations, open_destinations
 
 T = TypeVar("T", bound=Task[Any, Any])
 log = logging.getLogger("sppg_backup.retry")
@@ -119,7 +119,7 @@ def keyed_on(*names: Callable[[dict[str, Any]], Any]) -> Callable[[TaskRunContex
 
 @contextlib.contextmanager
 def scratch_folder(settings: Settings, keep_on_failure: bool = False) -> Iterator[Path]:
-    """This run's private scratch folder (the same one when it is retried); see sppg_backup.scratch."""
+    """This run's private scratch folder (the same one when it is retried); see sppg_backup.ops.scratch."""
     with scratch.run_folder(settings.scratch_root, run_key(), keep_on_failure) as folder:
         yield folder
 

@@ -7,10 +7,11 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from sppg_backup import drill, report, restore
+from sppg_backup.db import drill, restore
+from sppg_backup.ops import report
 from sppg_backup.settings import Settings
-from tasks.common import audit_trail, destinations, publish
-from tasks.verify import server_url
+from sppg_backup.tasks.common import audit_trail, destinations, publish
+from sppg_backup.tasks.verify import server_url
 
 
 @task(name="create-test-database", cache_policy=NO_CACHE, timeout_seconds=300)

@@ -10,12 +10,14 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from sppg_backup import crypto, file_restore, metrics, report_files, snapshot_retention, snapshots
-from sppg_backup.catalog import human_size
+from sppg_backup.display import human_size
 from sppg_backup.errors import ConfigError
+from sppg_backup.files import restore, retention, snapshots
 from sppg_backup.forms import Choice, Text, WibTime
+from sppg_backup.ops import metrics, report_files
 from sppg_backup.settings import Settings
-from tasks.common import audit, audit_trail, destinations, publish, who
+from sppg_backup.stream import crypto
+from sppg_backup.tasks.common import audit, audit_trail, destinations, publish, who
 
 
 def sources(settings: Settings, kind: snapshots.SnapshotKind) -> list[snapshots.Source]:
@@ -142,12 +144,12 @@ class FilesRestoreRequest(BaseModel):
 @task(name="restore-snapshot", cache_policy=NO_CACHE)
 def restore_snapshot(
     settings: Settings, kind: snapshots.SnapshotKind, request: FilesRestoreRequest
-) -> file_restore.RestoredFiles:
+) -> restore.RestoredFiles:
     if not request.target:
         raise ConfigError("no folder to restore into: give the target (e.g. /tmp/restored)")
     storage = destinations(settings).storage
     snap = snapshots.choose(storage, kind, request.snapshot_id, request.as_of)
-    result = file_restore.restore(
+    result = restore.restore(
         storage,
         snap,
         identities(settings),
@@ -167,7 +169,7 @@ def report_restore(
     settings: Settings,
     kind: snapshots.SnapshotKind,
     request: FilesRestoreRequest,
-    result: file_restore.RestoredFiles | None,
+    result: restore.RestoredFiles | None,
     error: BaseException | None = None,
 ) -> None:
     audit(
@@ -192,15 +194,15 @@ def report_restore(
 
 
 @task(name="report-prune", cache_policy=NO_CACHE)
-def report_prune(settings: Settings, result: snapshot_retention.SnapshotPruneResult, dry_run: bool) -> None:
+def report_prune(settings: Settings, result: retention.SnapshotPruneResult, dry_run: bool) -> None:
     publish(settings, f"prune-{result.kind}-snapshots", report_files.snapshots_pruned(result, dry_run), send=False)
 
 
 @task(name="prune-snapshots", cache_policy=NO_CACHE, timeout_seconds=3600)
-def prune_snapshots(settings: Settings, dry_run: bool = False) -> snapshot_retention.SnapshotPruneResult:
+def prune_snapshots(settings: Settings, dry_run: bool = False) -> retention.SnapshotPruneResult:
     """Snapshots past FILES_RETENTION_DAYS go unless they hold one of a file's last FILES_KEEP_VERSIONS versions."""
     dest = destinations(settings)
-    result = snapshot_retention.prune(
+    result = retention.prune(
         dest.storage,
         "files",
         identities(settings),

@@ -10,14 +10,16 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from sppg_backup import docker_services, full_system, report_files, scratch
-from sppg_backup.catalog import Manifest, human_size
+from sppg_backup.db.catalog import Manifest
+from sppg_backup.display import human_size
 from sppg_backup.errors import CheckFailed, ConfigError
+from sppg_backup.files.snapshots import Snapshot
 from sppg_backup.forms import Choice, DatabaseUrl, Text
+from sppg_backup.full import system
+from sppg_backup.ops import containers, report_files, scratch
 from sppg_backup.settings import Settings
-from sppg_backup.snapshots import Snapshot
-from tasks.common import audit, destinations, keyed_on, publish, retrying, who
-from tasks.files import identities
+from sppg_backup.tasks.common import audit, destinations, keyed_on, publish, retrying, who
+from sppg_backup.tasks.files import identities
 
 
 @task(name="check-sources", cache_policy=NO_CACHE, timeout_seconds=300)
@@ -26,23 +28,23 @@ def check_sources(settings: Settings) -> None:
     if settings.app_dir is None or not settings.app_dir.is_dir():
         raise ConfigError(f"bad setting SPPG_BACKUP_APP_DIR: {settings.app_dir or '(empty)'} is not a folder")
     if settings.docker_images:
-        client = docker_services.connect()
+        client = containers.connect()
         for ref in settings.docker_images:
-            full_system.find_image(client, ref)
+            system.find_image(client, ref)
     get_run_logger().info("APP_DIR, the Docker engine and %d images are there", len(settings.docker_images))
 
 
 @task(name="reserve-set-id", cache_policy=NO_CACHE, timeout_seconds=120)
 def reserve_set(settings: Settings) -> str:
-    return full_system.reserve_id(destinations(settings).storage, datetime.now(UTC))
+    return system.reserve_id(destinations(settings).storage, datetime.now(UTC))
 
 
 @task(name="tar-application", cache_policy=NO_CACHE)
-def backup_application(settings: Settings, set_id: str) -> full_system.Part:
+def backup_application(settings: Settings, set_id: str) -> system.Part:
     """2. Application files: a tar of APP_DIR, streamed."""
     if settings.app_dir is None:
         raise CheckFailed("application", "SPPG_BACKUP_APP_DIR is empty: nothing to back up as application files")
-    part = full_system.backup_application(
+    part = system.backup_application(
         destinations(settings).storage, set_id, settings.app_dir, settings.require_recipients()
     )
     log = get_run_logger()
@@ -53,10 +55,10 @@ def backup_application(settings: Settings, set_id: str) -> full_system.Part:
 
 
 @task(name="docker-save", cache_policy=NO_CACHE)
-def backup_image(settings: Settings, set_id: str, ref: str) -> full_system.Part:
+def backup_image(settings: Settings, set_id: str, ref: str) -> system.Part:
     """3. Docker images: `docker save`, streamed."""
-    part = full_system.backup_image(
-        destinations(settings).storage, set_id, docker_services.connect(), ref, settings.require_recipients()
+    part = system.backup_image(
+        destinations(settings).storage, set_id, containers.connect(), ref, settings.require_recipients()
     )
     get_run_logger().info("image %s: %s stored", ref, human_size(part.size))
     return part
@@ -68,16 +70,16 @@ def publish_set(
     set_id: str,
     started: datetime,
     database: Manifest,
-    parts: list[full_system.Part],
+    parts: list[system.Part],
     config: Snapshot | None,
-) -> full_system.FullSet:
+) -> system.FullSet:
     """4. One manifest for the whole set, written last."""
     finished = datetime.now(UTC)
-    everything = [full_system.Part(name="database", kind="database", ref=database.id, size=database.size)]
+    everything = [system.Part(name="database", kind="database", ref=database.id, size=database.size)]
     everything += parts
     if config is not None:
-        everything.append(full_system.Part(name="config", kind="config", ref=config.id, size=config.bytes))
-    full = full_system.FullSet(
+        everything.append(system.Part(name="config", kind="config", ref=config.id, size=config.bytes))
+    full = system.FullSet(
         id=set_id,
         created_at=started,
         finished_at=finished,
@@ -88,7 +90,7 @@ def publish_set(
         encryption="age" if settings.encryption else "none",
         created_by=who(),
     )
-    full_system.publish(destinations(settings).storage, full)
+    system.publish(destinations(settings).storage, full)
     get_run_logger().info("full-system backup %s listed: %d parts", set_id, len(everything))
     return full
 
@@ -97,7 +99,7 @@ def publish_set(
 def discard_set(settings: Settings, set_id: str) -> str:
     """Remove the parts a failed run stored; a failure here is reported, not raised over the first one."""
     try:
-        full_system.discard(destinations(settings).storage, set_id)
+        system.discard(destinations(settings).storage, set_id)
     except Exception as exc:
         get_run_logger().warning("could not remove the parts of %s: %s", set_id, exc)
         return f"Its stored parts under full/{set_id}/ could not be removed ({exc}); prune or delete them."
@@ -142,10 +144,10 @@ class FullRestoreRequest(BaseModel):
 
 
 @task(name="choose-set", cache_policy=NO_CACHE, timeout_seconds=300)
-def choose_set(settings: Settings, request: FullRestoreRequest) -> full_system.FullSet:
+def choose_set(settings: Settings, request: FullRestoreRequest) -> system.FullSet:
     storage = destinations(settings).storage
-    full = full_system.choose(storage, request.set_id)
-    full_system.check_parts(storage, full)  # before anything changes: every part is still there
+    full = system.choose(storage, request.set_id)
+    system.check_parts(storage, full)  # before anything changes: every part is still there
     if not request.confirm:
         raise CheckFailed(
             "confirmation",
@@ -161,17 +163,17 @@ def choose_set(settings: Settings, request: FullRestoreRequest) -> full_system.F
     cache_key_fn=keyed_on(lambda p: p["set_id"], lambda p: p["part"].key, lambda p: p["part"].sha256),
     persist_result=True,
 )
-def download_part(settings: Settings, set_id: str, part: full_system.Part, folder: str) -> str:
+def download_part(settings: Settings, set_id: str, part: system.Part, folder: str) -> str:
     """1. Download the part and check its sha256; a retried run reuses the file while it is still whole."""
     assert part.key is not None
     dest = Path(folder) / part.key.rsplit("/", 1)[-1]
-    full_system.fetch(destinations(settings).storage, part, dest)
+    system.fetch(destinations(settings).storage, part, dest)
     scratch.seal(dest)
     get_run_logger().info("%s: %s downloaded, sha256 matches", part.name, human_size(part.size))
     return str(dest)
 
 
-def download_parts(settings: Settings, full: full_system.FullSet, folder: Path) -> dict[str, str]:
+def download_parts(settings: Settings, full: system.FullSet, folder: Path) -> dict[str, str]:
     """Every part of the set into the run's folder; a cached download whose file is gone or changed is redone."""
     stored = {}
     for part in full.parts:
@@ -189,7 +191,7 @@ def find_services(settings: Settings) -> list[str]:
     """The configured services that exist on this engine (a fresh engine has none yet)."""
     if not settings.services:
         return []
-    found, missing = docker_services.resolve_existing(docker_services.connect(), list(settings.services))
+    found, missing = containers.resolve_existing(containers.connect(), list(settings.services))
     if missing:
         get_run_logger().warning(
             "no container for %s on this engine: create them afterwards (docker compose up -d)", ", ".join(missing)
@@ -200,9 +202,7 @@ def find_services(settings: Settings) -> list[str]:
 @task(name="restore-application", cache_policy=NO_CACHE)
 def restore_application(settings: Settings, stored: str, app_dir: str) -> int:
     """3. Restore application files."""
-    done = full_system.extract_application(
-        Path(stored), identities(settings), Path(app_dir), settings.restore_setid_bits
-    )
+    done = system.extract_application(Path(stored), identities(settings), Path(app_dir), settings.restore_setid_bits)
     log = get_run_logger()
     log.info("application files: %d entries restored into %s", done.entries, app_dir)
     if done.setid_dropped:
@@ -215,7 +215,7 @@ def restore_application(settings: Settings, stored: str, app_dir: str) -> int:
 @task(name="docker-load", cache_policy=NO_CACHE)
 def restore_image(settings: Settings, stored: str, ref: str) -> str:
     """4. Restore Docker images."""
-    image_id = full_system.load_image(Path(stored), identities(settings), docker_services.connect(), ref)
+    image_id = system.load_image(Path(stored), identities(settings), containers.connect(), ref)
     get_run_logger().info("image %s loaded (%s)", ref, image_id[:19])
     return image_id
 
@@ -226,19 +226,19 @@ def check_health(settings: Settings) -> int | None:
     if not settings.health_url:
         get_run_logger().warning("SPPG_BACKUP_HEALTH_URL is not set: the system's health was not checked")
         return None
-    status = full_system.wait_healthy(settings.health_url, settings.health_timeout_seconds)
+    status = system.wait_healthy(settings.health_url, settings.health_timeout_seconds)
     get_run_logger().info("%s answered %d", settings.health_url, status)
     return status
 
 
-def restored_summary(full: full_system.FullSet, app_dir: str, images: dict[str, str], health: Any) -> str:
+def restored_summary(full: system.FullSet, app_dir: str, images: dict[str, str], health: Any) -> str:
     return (
         f"Application files restored into {app_dir}; images loaded: {', '.join(images) or 'none'}; "
         f"database restored from {full.part('database')[0].ref}; health check: {health or 'not configured'}."
     )
 
 
-def target_folder(settings: Settings, request: FullRestoreRequest, full: full_system.FullSet) -> str:
+def target_folder(settings: Settings, request: FullRestoreRequest, full: system.FullSet) -> str:
     # The engineer's argument or setting, never the manifest's: storage is not trusted to say where files go.
     folder = request.app_dir or (str(settings.app_dir) if settings.app_dir else None)
     if not folder:

@@ -19,11 +19,12 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL
 
-from sppg_backup import health, metrics, notify, report, schedules, snapshots, stopped
-from sppg_backup.catalog import list_backups
+from sppg_backup.db.catalog import list_backups
+from sppg_backup.files import snapshots
+from sppg_backup.ops import health, metrics, notify, report, schedules, stopped
 from sppg_backup.settings import Settings
-from tasks.common import destinations, publish
-from tasks.leftovers import leftovers
+from sppg_backup.tasks.common import destinations, publish
+from sppg_backup.tasks.leftovers import leftovers
 
 
 @task(name="evaluate-health", cache_policy=NO_CACHE, timeout_seconds=600)

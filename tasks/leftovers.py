@@ -14,9 +14,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from sppg_backup import catalog, keys, scratch, scratch_db
+from sppg_backup import claims, keys
+from sppg_backup.db import scratch_db
+from sppg_backup.ops import scratch
 from sppg_backup.settings import Settings
-from tasks.common import destinations, root_run
+from sppg_backup.tasks.common import destinations, root_run
 
 log = logging.getLogger("sppg_backup.leftovers")
 
@@ -44,8 +46,8 @@ def leftovers(settings: Settings, uploads: bool, servers: tuple[str, ...], remov
     if uploads:
         for storage in destinations(settings).all:
             _each(found, "temporary uploads", partial(storage.abandoned_uploads, remove))
-        claims = partial(catalog.abandoned_claims, destinations(settings).storage, keys.CLAIMED, remove)
-        _each(found, "claimed ids", claims)
+        stale = partial(claims.abandoned_claims, destinations(settings).storage, keys.CLAIMED, remove)
+        _each(found, "claimed ids", stale)
     for server in dict.fromkeys(servers):
         _each(found, "scratch databases", partial(scratch_db.abandoned, server, remove))
     return found

@@ -10,24 +10,15 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from sppg_backup import (
-    backup,
-    docker_services,
-    drill,
-    growing,
-    postgres,
-    recovery,
-    report,
-    restore,
-    scratch,
-    stopped,
-)
-from sppg_backup.catalog import Manifest, read_manifest
+from sppg_backup.db import drill, dump, postgres, recovery, restore
+from sppg_backup.db.catalog import Manifest, read_manifest
 from sppg_backup.errors import CheckFailed, NotFoundError
 from sppg_backup.forms import Choice, DatabaseUrl, WibTime
+from sppg_backup.ops import containers, report, scratch, stopped
 from sppg_backup.settings import Settings
-from tasks.common import audit, destinations, keyed_on, publish, retrying, who
-from tasks.verify import fetch, identities_for
+from sppg_backup.stream import growing
+from sppg_backup.tasks.common import audit, destinations, keyed_on, publish, retrying, who
+from sppg_backup.tasks.verify import fetch, identities_for
 
 
 class RestoreRequest(BaseModel):
@@ -95,7 +86,7 @@ def plan_restore(settings: Settings, request: RestoreRequest) -> recovery.Restor
     identities_for(settings, manifest)  # a wrong or missing key fails before anything changes
     names = services_of(settings, request)
     if names:
-        docker_services.resolve(docker_services.connect(), names)  # an unknown name fails before anything stops
+        containers.resolve(containers.connect(), names)  # an unknown name fails before anything stops
     reason = recovery.choice_reason(request.backup_id, request.before, False, settings.zone)
     target = recovery.inspect_target(target_url(settings, request))
     plan = recovery.plan(manifest, target, names, request.safety_backup, reason)
@@ -120,8 +111,8 @@ def safety_backup(settings: Settings, url: str, plan: recovery.RestorePlan) -> M
     """Back up the target as it is now; a retried run reuses this one instead of taking another."""
     target = settings.model_copy(update={"database_url": url})
     dest = destinations(target)
-    backup_id = backup.reserve_id(dest.storage, datetime.now(UTC))
-    manifest = backup.dump(
+    backup_id = dump.reserve_id(dest.storage, datetime.now(UTC))
+    manifest = dump.dump(
         target,
         dest,
         backup_id,
@@ -129,8 +120,8 @@ def safety_backup(settings: Settings, url: str, plan: recovery.RestorePlan) -> M
         purpose="safety",
         note=f"state of {plan.target.database} before restoring {plan.backup_id}",
     )
-    backup.check_copies(dest, manifest)
-    backup.publish(dest, manifest)
+    dump.check_copies(dest, manifest)
+    dump.publish(dest, manifest)
     get_run_logger().info("safety backup %s of %s stored", manifest.id, plan.target.label)
     return manifest
 
@@ -147,12 +138,12 @@ def take_safety_backup(settings: Settings, url: str, plan: recovery.RestorePlan)
 
 
 @task(name="stop-services", cache_policy=NO_CACHE, timeout_seconds=600)
-def stop_services(settings: Settings, names: list[str]) -> list[docker_services.Service]:
-    client = docker_services.connect()
-    services = docker_services.resolve(client, names)
+def stop_services(settings: Settings, names: list[str]) -> list[containers.Service]:
+    client = containers.connect()
+    services = containers.resolve(client, names)
     written = stopped.record(settings.state_dir, services)  # before the first stop: a kill leaves it behind
     try:
-        docker_services.stop(client, services, settings.service_stop_timeout_seconds)
+        containers.stop(client, services, settings.service_stop_timeout_seconds)
     except BaseException:
         stopped.clear(written)  # stop() started again the ones it had stopped
         raise
@@ -161,8 +152,8 @@ def stop_services(settings: Settings, names: list[str]) -> list[docker_services.
 
 
 @task(name="start-services", cache_policy=NO_CACHE, timeout_seconds=900)
-def start_services(settings: Settings, services: list[docker_services.Service]) -> None:
-    docker_services.start(docker_services.connect(), services, settings.service_start_timeout_seconds)
+def start_services(settings: Settings, services: list[containers.Service]) -> None:
+    containers.start(containers.connect(), services, settings.service_start_timeout_seconds)
     stopped.clear_mine(settings.state_dir, services)
     get_run_logger().info("running again: %s", ", ".join(s.container_name for s in services if s.was_running))
 
@@ -174,9 +165,9 @@ def start_left_stopped(settings: Settings) -> list[str]:
     started: list[str] = []
     for left in stopped.abandoned(settings.state_dir):
         try:
-            client = docker_services.connect()
-            present = docker_services.still_there(client, left.services)
-            docker_services.start(client, present, settings.service_start_timeout_seconds)
+            client = containers.connect()
+            present = containers.still_there(client, left.services)
+            containers.start(client, present, settings.service_start_timeout_seconds)
         except Exception as exc:
             get_run_logger().error("services %s, stopped by an earlier run, do not start: %s", left.names, exc)
             continue
@@ -190,7 +181,7 @@ def start_left_stopped(settings: Settings) -> list[str]:
     return started
 
 
-def start_again(settings: Settings, services: list[docker_services.Service]) -> str:
+def start_again(settings: Settings, services: list[containers.Service]) -> str:
     """Start the stopped services after a failure; a failure here must not hide the first one."""
     try:
         start_services(settings, services)
@@ -282,8 +273,8 @@ def verify_restore(settings: Settings, url: str, manifest: Manifest) -> None:
 @task(name="find-errors-in-logs", cache_policy=NO_CACHE, timeout_seconds=300)
 def find_errors(names: list[str]) -> dict[str, list[str]]:
     """The guide's step 1: docker-compose logs backend-1 | grep -i error."""
-    client = docker_services.connect()
-    found = docker_services.error_lines(client, docker_services.resolve(client, names))
+    client = containers.connect()
+    found = containers.error_lines(client, containers.resolve(client, names))
     for container, lines in found.items():
         get_run_logger().warning("%s: %d error lines%s", container, len(lines), (": " + lines[-1]) if lines else "")
     return found

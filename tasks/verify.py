@@ -9,11 +9,14 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from sppg_backup import crypto, growing, metrics, report, restore, verify
-from sppg_backup.catalog import Manifest, human_size
+from sppg_backup.db import restore, verify
+from sppg_backup.db.catalog import Manifest
+from sppg_backup.display import human_size
 from sppg_backup.errors import CheckFailed
+from sppg_backup.ops import metrics, report
 from sppg_backup.settings import Settings
-from tasks.common import audit, destinations, publish
+from sppg_backup.stream import crypto, growing
+from sppg_backup.tasks.common import audit, destinations, publish
 
 
 def server_url(settings: Settings) -> str:

@@ -67,7 +67,7 @@ def gcs_bucket_url(gcs_emulator: str) -> str:
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[Any]:
     """A throwaway PostgreSQL server (initdb on a free port) for the whole session."""
-    from sppg_backup.sandbox import Cluster
+    from sppg_backup.sandbox.clusters import Cluster
 
     cluster = Cluster().start()
     yield cluster
@@ -77,7 +77,7 @@ def postgres_cluster() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def erp_database(postgres_cluster: Any) -> str:
     """The sample ERP database (about 2 MB); tests must not change it. Returns its URL."""
-    from sppg_backup.sandbox import fill_sample
+    from sppg_backup.sandbox.clusters import fill_sample
 
     url = postgres_cluster.create_database("erp_sppg")
     fill_sample(url, scale=1)
@@ -146,7 +146,7 @@ def webhook(webhook_server: Webhook) -> Webhook:
 @pytest.fixture(scope="session")
 def age_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A private key file and its public key, made like age-keygen does."""
-    from sppg_backup.crypto import generate_key_file
+    from sppg_backup.stream.crypto import generate_key_file
 
     path = tmp_path_factory.mktemp("keys") / "key.txt"
     return path, generate_key_file(path)
@@ -226,7 +226,7 @@ def mailbox(smtp_server: Mailbox) -> Mailbox:
 @pytest.fixture
 def fresh_backup(backup_env: dict[str, str], webhook: Webhook, prefect_api: str) -> dict[str, Any]:
     """One good backup of the sample database (the flow's result), notifications of it cleared."""
-    from flows.backup_database import backup_database
+    from sppg_backup.flows.backup_database import backup_database
 
     manifest: dict[str, Any] = backup_database()
     webhook.messages.clear()
@@ -338,7 +338,7 @@ SCHEDULER_EVERY_10_SECONDS = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `prefect server` process (SQLite) with the process work pool `sppg-backup`; its API URL."""
-    from sppg_backup.sandbox import prefect_server as start_server
+    from sppg_backup.sandbox.clusters import prefect_server as start_server
 
     with start_server(tmp_path_factory.mktemp("prefect-home"), **SCHEDULER_EVERY_10_SECONDS) as api:
         prefect = str(Path(sys.executable).with_name("prefect"))

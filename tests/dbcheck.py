@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from sppg_backup import postgres
+from sppg_backup.db import postgres
 
 
 def table_contents(url: str) -> dict[str, tuple[int, str]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sppg_backup.sandbox import free_port
+from sppg_backup.sandbox.clusters import free_port
 
 __all__ = ["cli", "file_tree", "free_port", "read_only_dir", "tiny_filesystem"]
 

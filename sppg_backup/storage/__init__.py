@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .base import ObjectInfo, Storage, Upload, get_bytes, put, put_bytes
-from .local import LocalStorage
+from sppg_backup.storage.base import ObjectInfo, Storage, Upload, get_bytes, put, put_bytes
+from sppg_backup.storage.local import LocalStorage
 
 __all__ = ["ObjectInfo", "Storage", "Upload", "get_bytes", "open_storage", "put", "put_bytes"]
 
@@ -17,7 +17,7 @@ def open_storage(url: str, credentials: Any = None, project: str | None = None) 
     if parts.scheme == "file":
         return LocalStorage(unquote(parts.path))
     if parts.scheme == "gs":
-        from .gcs import GcsStorage, make_client
+        from sppg_backup.storage.gcs import GcsStorage, make_client
 
         return GcsStorage(url, make_client(credentials, project))
     raise ValueError(f"unsupported storage URL {url!r}: use file:///path or gs://bucket/prefix")

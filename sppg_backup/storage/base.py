@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from ..errors import PermanentError
+from sppg_backup.errors import PermanentError
 
 CHUNK = 1 << 20
 

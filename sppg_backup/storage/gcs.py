@@ -17,8 +17,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage as gcs  # type: ignore[attr-defined]
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
-from ..errors import NotFoundError, PermanentError, TransientError
-from .base import ObjectInfo, Storage, check_key, final_digest
+from sppg_backup.errors import NotFoundError, PermanentError, TransientError
+from sppg_backup.storage.base import ObjectInfo, Storage, check_key, final_digest
 
 UPLOAD_CHUNK = 16 << 20  # resumable upload chunk: a multiple of 256 KiB, held in memory while sent
 PERMANENT = (gexc.Unauthorized, gexc.Forbidden, gexc.RequestRangeNotSatisfiable, gexc.BadRequest)

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import ConfigError, NotFoundError, PermanentError, TransientError
-from .base import CHUNK, ObjectInfo, Storage, check_key, final_digest
+from sppg_backup.errors import ConfigError, NotFoundError, PermanentError, TransientError
+from sppg_backup.storage.base import CHUNK, ObjectInfo, Storage, check_key, final_digest
 
 PARTIAL_MARK = ".partial-"
 WRITEBACK_STEP = 8 << 20

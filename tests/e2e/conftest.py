@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from sppg_backup import backup, postgres
-from sppg_backup.sandbox import fill_sample
+from sppg_backup.db import dump, postgres
+from sppg_backup.sandbox.clusters import fill_sample
 from sppg_backup.settings import load_settings
+from sppg_backup.storage import destinations
 from tests.dbcheck import table_contents
 
 ROOT = Path(__file__).parents[2]
@@ -54,7 +55,7 @@ def worker_config(
 ) -> Path:
     """The worker host's settings file: what scheduled runs (which pass no parameters) back up, and where to."""
     home = tmp_path_factory.mktemp("worker-host")
-    config = home / "sppg-backup.toml"
+    config = home / "sppg-dump.toml"
     config.write_text(
         f'database_url = "{erp_database}"\nstorage_url = "{(home / "storage").as_uri()}"\n'
         f'local_dir = "{home / "local"}"\nage_recipients = ["{age_key[1]}"]\n'
@@ -104,7 +105,7 @@ def scene(
     good = table_contents(url)
     for service in ("backend-1", "backend-2"):
         docker_engine.run(f"e2e-{service}", service=service)
-    config = tmp_path / "sppg-backup.toml"
+    config = tmp_path / "sppg-dump.toml"
     config.write_text(
         f'database_url = "{url}"\nstorage_url = "{(tmp_path / "storage").as_uri()}"\n'
         f'local_dir = "{tmp_path / "local"}"\nage_recipients = ["{age_key[1]}"]\n'
@@ -114,9 +115,9 @@ def scene(
         "service_stop_timeout_seconds = 1\nretry_delay_seconds = 0\n"
     )
     settings = load_settings(config)
-    dest = backup.open_destinations(settings)
-    manifest = backup.dump(settings, dest, backup.reserve_id(dest.storage, datetime.now(UTC)))
-    backup.publish(dest, manifest)
+    dest = destinations.open_destinations(settings)
+    manifest = dump.dump(settings, dest, dump.reserve_id(dest.storage, datetime.now(UTC)))
+    dump.publish(dest, manifest)
     with postgres.connect(url) as conn:
         conn.execute("TRUNCATE order_items")
     yield {"url": url, "good": good, "backup": manifest, "config": config, "tmp": tmp_path, "engine": docker_engine}

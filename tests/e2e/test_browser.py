@@ -14,7 +14,7 @@ from uuid import UUID
 
 import pytest
 
-from sppg_backup.catalog import list_backups
+from sppg_backup.db.catalog import list_backups
 from sppg_backup.settings import load_settings
 from sppg_backup.storage.local import LocalStorage
 from tests.dbcheck import table_contents
@@ -117,7 +117,7 @@ def offer(api: str, config: Path) -> None:
     """What every backup run does at its end: the restore form's list is refreshed (here for this scene's storage)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tasks.choices import offer_backups
+    from sppg_backup.tasks.choices import offer_backups
 
     with temporary_settings({PREFECT_API_URL: api}):
         assert offer_backups.fn(load_settings(config)) >= 1

@@ -11,8 +11,8 @@ from uuid import UUID
 
 import pytest
 
-from sppg_backup import postgres
-from sppg_backup.catalog import list_backups
+from sppg_backup.db import postgres
+from sppg_backup.db.catalog import list_backups
 from sppg_backup.forms import NEWEST_SNAPSHOT
 from sppg_backup.storage.local import LocalStorage
 from tests.dbcheck import table_contents

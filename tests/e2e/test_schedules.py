@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sppg_backup.catalog import list_backups
-from sppg_backup.sandbox import prefect_server
+from sppg_backup.db.catalog import list_backups
+from sppg_backup.sandbox.clusters import prefect_server
 from sppg_backup.settings import load_settings
 from sppg_backup.storage import open_storage
 from tests.conftest import SCHEDULER_EVERY_10_SECONDS

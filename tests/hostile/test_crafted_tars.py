@@ -14,8 +14,8 @@ from typing import IO
 
 import pytest
 
-from sppg_backup import safe_tar
 from sppg_backup.errors import CheckFailed
+from sppg_backup.stream import safe_tar
 
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = "", mode: int = 0o644) -> tuple:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from sppg_backup import postgres
-from sppg_backup.catalog import list_backups
+from sppg_backup.db import postgres
+from sppg_backup.db.catalog import list_backups
 from sppg_backup.storage import open_storage
 from tests.dbcheck import table_contents
 from tests.helpers import cli, error_lines

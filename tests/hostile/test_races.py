@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from sppg_backup import backup, full_system, snapshots
-from sppg_backup.catalog import list_backups
+from sppg_backup.db import dump
+from sppg_backup.db.catalog import list_backups
+from sppg_backup.files import snapshots
+from sppg_backup.full import system
 from sppg_backup.settings import Settings
-from sppg_backup.storage import open_storage
+from sppg_backup.storage import destinations, open_storage
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +43,14 @@ def test_concurrent_backups_each_get_an_id_and_all_are_listed(backup_env: dict[s
 
 def test_a_run_that_loses_the_race_never_deletes_the_winners_backup(backup_env: dict[str, str]) -> None:
     settings = Settings()
-    dest = backup.open_destinations(settings)
+    dest = destinations.open_destinations(settings)
     now = datetime.now(UTC)
-    first, second = backup.reserve_id(dest.storage, now), backup.reserve_id(dest.storage, now)
+    first, second = dump.reserve_id(dest.storage, now), dump.reserve_id(dest.storage, now)
     assert first != second  # the claim, not the manifest, holds the id while the first is being made
-    winner = backup.dump(settings, dest, first)
-    backup.publish(dest, winner)
-    loser = backup.dump(settings, dest, second)
-    backup.discard(dest, loser)  # e.g. its copies failed their check
+    winner = dump.dump(settings, dest, first)
+    dump.publish(dest, winner)
+    loser = dump.dump(settings, dest, second)
+    dump.discard(dest, loser)  # e.g. its copies failed their check
     assert [m.id for m in list_backups(dest.storage).backups] == [first]
     assert list_backups(dest.storage).orphans == []  # no claim is left behind either
 
@@ -56,5 +58,5 @@ def test_a_run_that_loses_the_race_never_deletes_the_winners_backup(backup_env: 
 def test_every_kind_of_id_is_claimed(tmp_path: Path) -> None:
     storage = open_storage((tmp_path / "storage").as_uri())
     now = datetime.now(UTC)
-    assert full_system.reserve_id(storage, now) != full_system.reserve_id(storage, now)
+    assert system.reserve_id(storage, now) != system.reserve_id(storage, now)
     assert snapshots.reserve_id(storage, "files", now) != snapshots.reserve_id(storage, "files", now)

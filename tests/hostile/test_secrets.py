@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from sppg_backup import metrics, notify, postgres
-from tasks.restore import RestoreRequest
+from sppg_backup.db import postgres
+from sppg_backup.ops import metrics, notify
+from sppg_backup.tasks.restore import RestoreRequest
 from tests.dbcheck import drop, table_contents
 from tests.helpers import cli
 

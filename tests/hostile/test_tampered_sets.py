@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sppg_backup import full_system
+from sppg_backup.full import system
 from sppg_backup.storage import open_storage
 from tests.dbcheck import drop, table_contents
 from tests.helpers import cli, file_tree
@@ -33,14 +33,14 @@ def hard_link_then_write(outside: Path) -> bytes:
 
 
 def tamper(storage: Any, set_id: str, recipient: str, outside: Path, tar: bytes | None) -> None:
-    full = full_system.FullSet.model_validate_json(storage.open_read(full_system.manifest_key(set_id)).read())
+    full = system.FullSet.model_validate_json(storage.open_read(system.manifest_key(set_id)).read())
     parts = list(full.parts)
     if tar is not None:
         [app] = [p for p in parts if p.kind == "application"]
         assert app.key is not None
-        size, sha = full_system._store(storage, app.key, io.BytesIO(tar), [recipient])
+        size, sha = system._store(storage, app.key, io.BytesIO(tar), [recipient])
         parts[parts.index(app)] = app.model_copy(update={"size": size, "sha256": sha})
-    full_system.publish(storage, full.model_copy(update={"parts": parts, "app_dir": str(outside)}))
+    system.publish(storage, full.model_copy(update={"parts": parts, "app_dir": str(outside)}))
 
 
 def backed_up(system: dict[str, Any], api: str) -> str:

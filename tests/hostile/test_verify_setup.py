@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from sppg_backup.catalog import list_backups, read_manifest
-from sppg_backup.crypto import generate_key_file
+from sppg_backup.db.catalog import list_backups, read_manifest
 from sppg_backup.storage import open_storage
+from sppg_backup.stream.crypto import generate_key_file
 from tests.helpers import cli, error_lines, tiny_filesystem
 
 pytestmark = pytest.mark.integration

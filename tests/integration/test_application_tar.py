@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sppg_backup import crypto, full_system
+from sppg_backup.full import system
 from sppg_backup.storage import open_storage
+from sppg_backup.stream import crypto
 from tests.helpers import file_tree
 
 pytestmark = pytest.mark.integration
@@ -29,19 +30,19 @@ def test_sockets_are_left_out_and_modes_come_back_exactly(tmp_path: Path, age_ke
     listener.bind(str(app / "app.sock"))
     storage = open_storage((tmp_path / "storage").as_uri())
     try:
-        part = full_system.backup_application(storage, "erp_sppg_full_x", app, [age_key[1]])
+        part = system.backup_application(storage, "erp_sppg_full_x", app, [age_key[1]])
     finally:
         listener.close()
     assert part.skipped == ["app.sock: not a regular file, folder or link; left out"]
     os.unlink(app / "app.sock")
-    stored = full_system.fetch(storage, part, tmp_path / "application.tar.zst.age")
+    stored = system.fetch(storage, part, tmp_path / "application.tar.zst.age")
     target = tmp_path / "restored"
-    full_system.extract_application(stored, crypto.load_identities(age_key[0]), target)
+    system.extract_application(stored, crypto.load_identities(age_key[0]), target)
     assert file_tree(target) == file_tree(app)
 
 
 def test_a_file_that_shrinks_while_read_keeps_the_archive_valid() -> None:
-    reader = full_system._Exactly(io.BytesIO(b"only five"), 20)  # the file was 20 bytes when listed
+    reader = system._Exactly(io.BytesIO(b"only five"), 20)  # the file was 20 bytes when listed
     data = b"".join(iter(lambda: reader.read(7), b""))
     assert data == b"only five" + b"\0" * 11 and "shrank" in (reader.problem or "")
 
@@ -54,7 +55,7 @@ def test_the_application_tar_comes_back_by_hand(tmp_path: Path, age_key: tuple[P
     (app / "lampiran ü.pdf").write_bytes(os.urandom(5000))
     os.symlink("nginx/erp.conf", app / "current.conf")
     storage = open_storage((tmp_path / "storage").as_uri())
-    part = full_system.backup_application(storage, "erp_sppg_full_x", app, [age_key[1]])
+    part = system.backup_application(storage, "erp_sppg_full_x", app, [age_key[1]])
     assert part.key is not None
     stored = tmp_path / "storage" / part.key
     target = tmp_path / "by-hand"

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from flows.backup_config import backup_config
-from flows.backup_database import backup_database
-from flows.check_backup_health import check_backup_health
-from flows.prune_backups import prune_backups
-from flows.prune_file_snapshots import prune_file_snapshots
-from flows.recovery_drill import recovery_drill
-from flows.verify_backup import verify_backup
+from sppg_backup.flows.backup_config import backup_config
+from sppg_backup.flows.backup_database import backup_database
+from sppg_backup.flows.check_backup_health import check_backup_health
+from sppg_backup.flows.prune_backups import prune_backups
+from sppg_backup.flows.prune_file_snapshots import prune_file_snapshots
+from sppg_backup.flows.recovery_drill import recovery_drill
+from sppg_backup.flows.verify_backup import verify_backup
 
 
 def report_of(run: Callable[..., Any], **parameters: Any) -> tuple[str, str, str]:

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flows.backup_database import backup_database
-from sppg_backup import audit
-from sppg_backup.catalog import Manifest, list_backups
-from sppg_backup.crypto import load_identities
-from sppg_backup.restore import fetch_dump
+from sppg_backup.db.catalog import Manifest, list_backups
+from sppg_backup.db.restore import fetch_dump
+from sppg_backup.flows.backup_database import backup_database
+from sppg_backup.ops import audit
 from sppg_backup.storage import open_storage
 from sppg_backup.storage.local import LocalStorage
+from sppg_backup.stream.crypto import load_identities
 from tests.dbcheck import drop, restore_into_new_database, table_contents
 from tests.helpers import tiny_filesystem
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from flows.backup_database import backup_database
-from sppg_backup.catalog import list_backups
+from sppg_backup.db.catalog import list_backups
+from sppg_backup.flows.backup_database import backup_database
 from sppg_backup.storage import open_storage
 from sppg_backup.storage.local import LocalStorage
 from tests.helpers import cli, free_port, read_only_dir, tiny_filesystem

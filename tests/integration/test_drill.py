@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from flows.recovery_drill import recovery_drill
-from sppg_backup.drill import history
+from sppg_backup.db.drill import history
 from sppg_backup.errors import CheckFailed
+from sppg_backup.flows.recovery_drill import recovery_drill
 from sppg_backup.storage.local import LocalStorage
 from tests.integration.test_verify import scratch_databases
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from sppg_backup import crypto, file_restore, snapshot_retention, snapshots
-from sppg_backup.audit import AuditTrail
 from sppg_backup.errors import PermanentError
+from sppg_backup.files import restore, retention, snapshots
+from sppg_backup.ops.audit import AuditTrail
 from sppg_backup.storage import open_storage, put_bytes
+from sppg_backup.stream import crypto
 
 pytestmark = pytest.mark.integration
 INVOICE = "invoice.pdf"
@@ -47,8 +48,8 @@ def versions(tmp_path: Path, age_key: tuple[Path, str]) -> dict[str, Any]:
     }
 
 
-def prune(v: dict[str, Any]) -> snapshot_retention.SnapshotPruneResult:
-    return snapshot_retention.prune(
+def prune(v: dict[str, Any]) -> retention.SnapshotPruneResult:
+    return retention.prune(
         v["storage"], "files", v["identities"], datetime.now(UTC), 90, 5, v["audit"], grace=timedelta(0)
     )
 
@@ -56,10 +57,10 @@ def prune(v: dict[str, Any]) -> snapshot_retention.SnapshotPruneResult:
 def invoice_versions(v: dict[str, Any]) -> list[bytes]:
     """Every version of invoice.pdf still restorable, restored one by one."""
     contents = []
-    for version in file_restore.history(v["storage"], "files", v["identities"], INVOICE):
+    for version in restore.history(v["storage"], "files", v["identities"], INVOICE):
         snap = snapshots.choose(v["storage"], "files", version.first_snapshot)
         target = v["tmp"] / f"restore-{version.first_snapshot}"
-        file_restore.restore(v["storage"], snap, v["identities"], target, prefix=INVOICE)
+        restore.restore(v["storage"], snap, v["identities"], target, prefix=INVOICE)
         contents.append((target / INVOICE).read_bytes())
     return contents
 
@@ -74,7 +75,7 @@ def test_a_sixth_change_drops_the_oldest_version_once_it_is_past_90_days(version
     assert len(deleted_blob) == 1  # version 1's content, and nothing else
     newest = versions["snapshots"][-1]
     target = versions["tmp"] / "all"
-    file_restore.restore(versions["storage"], newest, versions["identities"], target)
+    restore.restore(versions["storage"], newest, versions["identities"], target)
     assert (target / "contract.pdf").read_bytes() == b"%PDF contract, signed once"  # unchanged file kept
     audit = (versions["tmp"] / "audit.jsonl").read_text()
     assert first.id in audit and audit.count('"started"') == len(result.deleted_objects) + 1
@@ -99,7 +100,7 @@ def test_the_last_five_versions_stay_however_old(versions: dict[str, Any]) -> No
 def test_dry_run_deletes_nothing(versions: dict[str, Any]) -> None:
     backdate(versions["storage"], versions["snapshots"][0], 100)
     before = {o.key for o in versions["storage"].list("files/")}
-    result = snapshot_retention.prune(
+    result = retention.prune(
         versions["storage"],
         "files",
         versions["identities"],

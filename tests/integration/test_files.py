@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from sppg_backup import crypto, file_restore, snapshots
-from sppg_backup.blobs import BlobStore
 from sppg_backup.errors import CheckFailed, NotFoundError, PermanentError
+from sppg_backup.files import restore, snapshots
+from sppg_backup.files.blobs import BlobStore
 from sppg_backup.storage import open_storage
+from sppg_backup.stream import crypto
 from tests.helpers import file_tree, tiny_filesystem
 
 pytestmark = pytest.mark.integration
@@ -77,7 +78,7 @@ def test_a_restore_gives_back_every_file_with_content_mode_mtime_and_links(place
     taken = snap(place)
     assert (taken.files, taken.symlinks, taken.skipped) == (5, 2, [])
     target = place["tmp"] / "restored"
-    result = file_restore.restore(place["storage"], taken, place["identities"], target)
+    result = restore.restore(place["storage"], taken, place["identities"], target)
     assert result.files == 5
     assert file_tree(target) == file_tree(place["uploads"])
 
@@ -118,7 +119,7 @@ def test_only_new_or_changed_content_is_uploaded_and_deleted_files_stay_in_older
     names = {n.path for n in snapshots.read_index(place["storage"], second, place["identities"])}
     assert "big.bin" not in names and "2024/12/02/new.pdf" in names
     back = place["tmp"] / "old"
-    file_restore.restore(place["storage"], first, place["identities"], back, prefix="big.bin")
+    restore.restore(place["storage"], first, place["identities"], back, prefix="big.bin")
     assert (back / "big.bin").stat().st_size == 3 << 20
 
 
@@ -131,14 +132,14 @@ def test_a_file_edited_several_times_can_be_restored_at_each_version(place: dict
         taken.append(snap(place))
     snap(place)  # unchanged: no new version
     path = "2024/12/01/invoice INV-0001.pdf"
-    history = file_restore.history(place["storage"], "files", place["identities"], path)
+    history = restore.history(place["storage"], "files", place["identities"], path)
     assert [v.first_snapshot for v in history] == [s.id for s in taken]
     assert [v.size for v in history] == [len(c) for c in contents]
     for version, snapshot in enumerate(taken):
         target = place["tmp"] / f"v{version}"
         chosen = snapshots.choose(place["storage"], "files", as_of=snapshot.finished_at)
         assert chosen.id == snapshot.id
-        file_restore.restore(place["storage"], chosen, place["identities"], target, prefix=path)
+        restore.restore(place["storage"], chosen, place["identities"], target, prefix=path)
         assert (target / path).read_bytes() == contents[version]
         assert [p.name for p in target.rglob("*") if p.is_file()] == [invoice.name]
 
@@ -149,10 +150,10 @@ def test_an_existing_file_is_overwritten_only_when_asked(place: dict[str, Any]) 
     target.mkdir()
     (target / "empty.txt").write_text("newer work, not in the snapshot")
     with pytest.raises(PermanentError, match="1 files already exist .*--overwrite"):
-        file_restore.restore(place["storage"], taken, place["identities"], target)
+        restore.restore(place["storage"], taken, place["identities"], target)
     assert (target / "empty.txt").read_text() == "newer work, not in the snapshot"
     assert [p.name for p in target.iterdir()] == ["empty.txt"]  # nothing else was written either
-    file_restore.restore(place["storage"], taken, place["identities"], target, overwrite=True)
+    restore.restore(place["storage"], taken, place["identities"], target, overwrite=True)
     assert (target / "empty.txt").read_bytes() == b""
 
 
@@ -160,7 +161,7 @@ def test_a_target_without_space_fails_before_writing(place: dict[str, Any]) -> N
     taken = snap(place)
     with tiny_filesystem(place["tmp"] / "small", "1m") as small:
         with pytest.raises(PermanentError, match="bytes free, the files need"):
-            file_restore.restore(place["storage"], taken, place["identities"], small)
+            restore.restore(place["storage"], taken, place["identities"], small)
         assert list(small.iterdir()) == []
 
 
@@ -179,7 +180,7 @@ def test_a_damaged_blob_fails_the_restore_clearly_and_leaves_no_part_file(place:
     target = place["tmp"] / "out"
     error = NotFoundError if damage == "missing" else CheckFailed
     with pytest.raises(error, match=node.blob.split("/")[-1][:16]):
-        file_restore.restore(place["storage"], taken, place["identities"], target, prefix="script.sh")
+        restore.restore(place["storage"], taken, place["identities"], target, prefix="script.sh")
     assert list(target.rglob("*")) == []
 
 
@@ -291,7 +292,7 @@ def test_snapshots_work_the_same_on_cloud_storage(
     second = snap(place)
     assert (first.uploaded_blobs, second.uploaded_blobs) == (5, 1)
     target = place["tmp"] / "from-gcs"
-    file_restore.restore(place["storage"], second, place["identities"], target)
+    restore.restore(place["storage"], second, place["identities"], target)
     assert file_tree(target) == file_tree(place["uploads"])
 
 
@@ -304,10 +305,10 @@ def test_a_symlink_in_the_target_cannot_lead_the_restore_outside_it(place: dict[
     before = elsewhere.stat()
     path = "2024/12/01/invoice INV-0001.pdf"
     with pytest.raises(PermanentError, match="leads outside"):  # only the file is restored: its folders are not
-        file_restore.restore(place["storage"], taken, place["identities"], target, prefix=path, overwrite=True)
+        restore.restore(place["storage"], taken, place["identities"], target, prefix=path, overwrite=True)
     with pytest.raises(PermanentError, match="already exist"):
-        file_restore.restore(place["storage"], taken, place["identities"], target)
-    file_restore.restore(place["storage"], taken, place["identities"], target, overwrite=True)
+        restore.restore(place["storage"], taken, place["identities"], target)
+    restore.restore(place["storage"], taken, place["identities"], target, overwrite=True)
     assert not (target / "2024").is_symlink() and (target / path).is_file()  # the link became the folder
     assert list(elsewhere.iterdir()) == [] and elsewhere.stat().st_mode == before.st_mode
 
@@ -316,8 +317,8 @@ def test_a_restore_that_ran_before_is_not_refused_for_its_own_files(place: dict[
     """A retried restore finds the files its first attempt wrote: identical ones are not in the way."""
     taken = snap(place)
     target = place["tmp"] / "retried"
-    file_restore.restore(place["storage"], taken, place["identities"], target, prefix="2024")
-    result = file_restore.restore(place["storage"], taken, place["identities"], target)
+    restore.restore(place["storage"], taken, place["identities"], target, prefix="2024")
+    result = restore.restore(place["storage"], taken, place["identities"], target)
     assert file_tree(target) == file_tree(place["uploads"]) and (result.files, result.already_there) == (4, 1)
 
 
@@ -347,7 +348,7 @@ def test_a_file_unreadable_for_a_while_keeps_its_previous_version(age_key: tuple
             {"path": "script.sh", "reason": "cannot read: Permission denied; its previous version is kept"}
         ]
         storage = open_storage((base / "storage").as_uri())
-        history = file_restore.history(storage, "files", crypto.load_identities(age_key[0]), "script.sh")
+        history = restore.history(storage, "files", crypto.load_identities(age_key[0]), "script.sh")
         assert len(history) == 1 and history[0].last_snapshot == second["id"] and history[0].gone_in is None
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -376,7 +377,7 @@ def test_config_paths_the_app_folder_itself_a_linked_env_and_a_skipped_file(
     assert len(names) == len(set(names)) and ".env" in names
     assert take() is None  # the same skipped file is no reason for a new snapshot every 10 minutes
     target = tmp_path / "restored"
-    file_restore.restore(storage, first, crypto.load_identities(age_key[0]), target)
+    restore.restore(storage, first, crypto.load_identities(age_key[0]), target)
     assert (target / "nginx" / "erp.conf").read_text() == "server {}\n"
     assert os.readlink(target / ".env") == str(etc / "env")
     assert (target / etc.relative_to("/") / "env").read_text() == "JWT_SECRET=rahasia\n"  # what the link points to
@@ -400,7 +401,7 @@ def test_a_target_that_is_a_file_is_one_clear_error(place: dict[str, Any]) -> No
     not_a_folder = place["tmp"] / "a-file"
     not_a_folder.write_text("x")
     with pytest.raises(PermanentError, match="is a file, not a folder"):
-        file_restore.restore(place["storage"], taken, place["identities"], not_a_folder)
+        restore.restore(place["storage"], taken, place["identities"], not_a_folder)
 
 
 def test_a_whole_snapshot_comes_back_by_hand(place: dict[str, Any], age_key: tuple[Path, str]) -> None:
@@ -426,9 +427,9 @@ def test_setuid_bits_from_storage_are_dropped_unless_asked_for(place: dict[str, 
     (place["uploads"] / "2024").chmod(0o2775)
     taken = snap(place)
     target = place["tmp"] / "restored"
-    file_restore.restore(place["storage"], taken, place["identities"], target)
+    restore.restore(place["storage"], taken, place["identities"], target)
     assert stat.S_IMODE((target / "tool").stat().st_mode) == 0o755
     assert stat.S_IMODE((target / "2024").stat().st_mode) == 0o2775  # a folder's setgid only shares its group
     again = place["tmp"] / "asked"
-    file_restore.restore(place["storage"], taken, place["identities"], again, keep_setid=True)
+    restore.restore(place["storage"], taken, place["identities"], again, keep_setid=True)
     assert stat.S_IMODE((again / "tool").stat().st_mode) == 0o4755

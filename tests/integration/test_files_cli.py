@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sppg_backup.snapshots import list_snapshots
+from sppg_backup.files.snapshots import list_snapshots
 from sppg_backup.storage import open_storage
 from tests.helpers import cli
 
@@ -152,7 +152,8 @@ def test_watch_takes_a_snapshot_when_and_only_when_something_changed(
 
 
 def read_index_of_newest(storage: Any, env: dict[str, Any]) -> list[Any]:
-    from sppg_backup import crypto, snapshots
+    from sppg_backup.files import snapshots
+    from sppg_backup.stream import crypto
 
     newest = list_snapshots(storage, "files").snapshots[-1]
     return snapshots.read_index(storage, newest, crypto.load_identities(Path(env["AGE_IDENTITY_FILE"])))

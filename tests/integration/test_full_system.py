@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sppg_backup.catalog import list_backups
+from sppg_backup.db.catalog import list_backups
 from sppg_backup.storage import open_storage
 from tests.conftest import DockerEngine
 from tests.dbcheck import drop, table_contents

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flows.backup_database import backup_database
-from flows.check_backup_health import check_backup_health
-from flows.verify_backup import verify_backup
-from sppg_backup.catalog import read_manifest, write_manifest
+from sppg_backup.db.catalog import read_manifest, write_manifest
 from sppg_backup.errors import CheckFailed
+from sppg_backup.flows.backup_database import backup_database
+from sppg_backup.flows.check_backup_health import check_backup_health
+from sppg_backup.flows.verify_backup import verify_backup
 from sppg_backup.storage import open_storage
 from sppg_backup.storage.local import LocalStorage
 from tests.helpers import tiny_filesystem

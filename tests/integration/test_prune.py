@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
-from flows.prune_backups import prune_backups
-from sppg_backup import audit, backup
-from sppg_backup.catalog import Manifest, Verification, list_backups, write_manifest
+from sppg_backup.db import dump
+from sppg_backup.db.catalog import Manifest, Verification, list_backups, write_manifest
+from sppg_backup.flows.prune_backups import prune_backups
+from sppg_backup.ops import audit
 from sppg_backup.settings import load_settings
+from sppg_backup.storage import destinations
 from sppg_backup.storage.local import LocalStorage
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
@@ -24,12 +26,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 def make_backups(ages_days: list[int], verified: set[int] = frozenset()) -> dict[int, str]:  # type: ignore[assignment]
     """Real backups of the sample database, their manifests back-dated by the given ages."""
     settings = load_settings()
-    dest = backup.open_destinations(settings)
+    dest = destinations.open_destinations(settings)
     made = {}
     now = datetime.now(UTC)
     for age in ages_days:
         created = now - timedelta(days=age)
-        manifest = backup.dump(settings, dest, backup.reserve_id(dest.storage, created))
+        manifest = dump.dump(settings, dest, dump.reserve_id(dest.storage, created))
         check = Verification(status="passed", checked_at=created) if age in verified else None
         manifest = manifest.model_copy(update={"created_at": created, "verification": check})
         for storage in dest.all:
@@ -135,13 +137,13 @@ def test_incomplete_uploads_go_only_once_past_retention(backup_env: dict[str, st
 
 
 def test_prune_keeps_the_database_backup_of_a_full_system_backup(backup_env: dict[str, str]) -> None:
-    from sppg_backup import full_system
+    from sppg_backup.full import system
     from sppg_backup.storage import open_storage
 
     made = make_backups([400, 399, 0])
     now = datetime.now(UTC)
-    database = full_system.Part(name="database", kind="database", ref=made[400])
-    full = full_system.FullSet(
+    database = system.Part(name="database", kind="database", ref=made[400])
+    full = system.FullSet(
         id="erp_sppg_full_20250101_000000",
         created_at=now,
         finished_at=now,
@@ -151,7 +153,7 @@ def test_prune_keeps_the_database_backup_of_a_full_system_backup(backup_env: dic
         parts=[database],
         encryption="age",
     )
-    full_system.publish(open_storage(backup_env["STORAGE_URL"]), full)
+    system.publish(open_storage(backup_env["STORAGE_URL"]), full)
     results = prune_backups()
     assert ids_in(backup_env["STORAGE_URL"]) == {made[400], made[0]}
     assert results[0]["reasons"][made[400]] == f"the database of full-system backup {full.id}"

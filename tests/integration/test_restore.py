@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from flows.backup_database import backup_database
-from flows.restore_database import restore_database
-from sppg_backup import postgres
-from sppg_backup.catalog import list_backups
-from sppg_backup.crypto import generate_key_file
+from sppg_backup.db import postgres
+from sppg_backup.db.catalog import list_backups
 from sppg_backup.errors import CheckFailed, ConfigError, NotFoundError, TransientError
-from sppg_backup.sandbox import fill_sample
+from sppg_backup.flows.backup_database import backup_database
+from sppg_backup.flows.restore_database import restore_database
+from sppg_backup.sandbox.clusters import fill_sample
 from sppg_backup.storage.local import LocalStorage
-from tasks.restore import RestoreRequest
+from sppg_backup.stream.crypto import generate_key_file
+from sppg_backup.tasks.restore import RestoreRequest
 from tests.dbcheck import table_contents
 from tests.helpers import free_port
 
@@ -217,8 +217,8 @@ def test_cli_restore_dry_run_and_exit_codes(live: dict[str, Any], prefect_api: s
 def test_corruption_scenario_restores_the_newest_verified_backup(
     live: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.recover_database_corruption import CorruptionRecovery, recover_database_corruption
-    from flows.verify_backup import verify_backup
+    from sppg_backup.flows.recover_database_corruption import CorruptionRecovery, recover_database_corruption
+    from sppg_backup.flows.verify_backup import verify_backup
 
     with pytest.raises(NotFoundError, match="no verified backup"):
         recover_database_corruption(CorruptionRecovery(confirm=True))

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from sppg_backup import pgdump_format, postgres, streamed_restore
+from sppg_backup.db import pgdump_format, postgres, streamed_restore
 from sppg_backup.errors import CheckFailed
-from sppg_backup.growing import GrowingFile, Tracking
-from sppg_backup.sandbox import fill_sample
+from sppg_backup.sandbox.clusters import fill_sample
+from sppg_backup.stream.growing import GrowingFile, Tracking
 from tests.dbcheck import drop, table_contents
 
 ODD = """

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flows.backup_database import backup_database
-from flows.verify_backup import verify_backup
-from sppg_backup import postgres
-from sppg_backup.catalog import Manifest, list_backups, read_manifest, write_manifest
+from sppg_backup.db import postgres
+from sppg_backup.db.catalog import Manifest, list_backups, read_manifest, write_manifest
 from sppg_backup.errors import CheckFailed
+from sppg_backup.flows.backup_database import backup_database
+from sppg_backup.flows.verify_backup import verify_backup
 from sppg_backup.storage.local import LocalStorage
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]

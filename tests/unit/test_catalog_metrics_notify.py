@@ -3,8 +3,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from sppg_backup import audit, metrics, notify
-from sppg_backup.catalog import list_backups, new_backup_id, shown_time
+from sppg_backup.db.catalog import list_backups, new_backup_id
+from sppg_backup.display import shown_time
+from sppg_backup.ops import audit, metrics, notify
 from sppg_backup.storage import put_bytes
 from sppg_backup.storage.local import LocalStorage
 from tests.unit.test_retention import manifest

@@ -23,7 +23,7 @@ def yaml_schedules() -> dict[str, str]:
     found = {}
     for deployment in config["deployments"]:
         module, _, name = deployment["entrypoint"].partition(":")
-        flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
+        flow = getattr(importlib.import_module("sppg_backup." + module.removesuffix(".py").replace("/", ".")), name)
         assert deployment["work_pool"]["name"] == "sppg-backup"
         for schedule in deployment.get("schedules", []):
             assert schedule["timezone"] == "Asia/Jakarta"
@@ -48,7 +48,7 @@ def test_restore_deployments_have_forms_and_no_schedule() -> None:
     assert all("schedules" not in d for d in on_demand.values())
     from prefect.utilities.callables import parameter_schema
 
-    from flows.restore_database import restore_database
+    from sppg_backup.flows.restore_database import restore_database
 
     schema = parameter_schema(restore_database.fn).model_dump()
     fields = schema["definitions"]["RestoreRequest"]["properties"]
@@ -57,7 +57,7 @@ def test_restore_deployments_have_forms_and_no_schedule() -> None:
 
 
 def test_serve_has_the_same_schedules() -> None:
-    from deployments.serve import deployments
+    from sppg_backup.deployments.serve import deployments
 
     served = {}
     for deployment in deployments():

@@ -9,25 +9,25 @@ from prefect import Flow
 from prefect.utilities.callables import parameter_schema
 from pydantic import ValidationError
 
+from sppg_backup import flows
 from sppg_backup.forms import NEWEST, NEWEST_SET, WIB, parse_time
-from tasks.choices import MENUS, with_choices
-from tasks.files import FilesRestoreRequest
-from tasks.full import FullRestoreRequest
-from tasks.restore import RestoreRequest
+from sppg_backup.tasks.choices import MENUS, with_choices
+from sppg_backup.tasks.files import FilesRestoreRequest
+from sppg_backup.tasks.full import FullRestoreRequest
+from sppg_backup.tasks.restore import RestoreRequest
 
 
 def schema(flow: object = None) -> dict:  # type: ignore[type-arg]
-    from flows.restore_database import restore_database
+    from sppg_backup.flows.restore_database import restore_database
 
     return parameter_schema((flow or restore_database).fn).model_dump()  # type: ignore[attr-defined,no-any-return]
 
 
 def every_flow() -> list[object]:
-    import flows
 
     found = []
     for module in pkgutil.iter_modules(flows.__path__):
-        loaded = importlib.import_module(f"flows.{module.name}")
+        loaded = importlib.import_module(f"sppg_backup.flows.{module.name}")
         found += [v for v in vars(loaded).values() if isinstance(v, Flow) and v.__module__ == loaded.__name__]
     return found
 
@@ -80,8 +80,8 @@ def test_the_backup_list_becomes_a_dropdown_and_a_picked_label_names_its_backup(
 
 
 def test_every_restore_form_gets_its_own_list() -> None:
-    from flows.restore_files import restore_config
-    from flows.restore_full_system import restore_full_system
+    from sppg_backup.flows.restore_files import restore_config
+    from sppg_backup.flows.restore_full_system import restore_full_system
 
     label = "erp_sppg_full_20261201_200000 · 2026-12-02 03:00 WIB · 90.1 MB · 4 parts"
     patched = with_choices(schema(restore_full_system), MENUS["restore-full-system"], [label])

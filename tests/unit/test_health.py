@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
-from sppg_backup.catalog import Verification
-from sppg_backup.health import Thresholds, Usage, evaluate, transitions
+from sppg_backup.db.catalog import Verification
+from sppg_backup.ops.health import Thresholds, Usage, evaluate, transitions
 from tests.unit.test_retention import NOW, manifest
 
 
@@ -59,7 +59,7 @@ def test_transitions_announce_start_and_clear_once() -> None:
 
 
 def test_uploads_snapshots_older_than_an_hour_or_none_alert() -> None:
-    from sppg_backup.health import files_alert
+    from sppg_backup.ops.health import files_alert
 
     now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
     assert files_alert(now - timedelta(minutes=5), now) is None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sppg_backup.metrics import HELP
+from sppg_backup.ops.metrics import HELP
 
 DEPLOY = Path(__file__).parents[2] / "deployments"
 PROMTOOL = shutil.which("promtool")

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
-from sppg_backup.catalog import Manifest, Source, Verification
-from sppg_backup.retention import RetentionPolicy, plan
+from sppg_backup.db.catalog import Manifest, Source, Verification
+from sppg_backup.db.retention import RetentionPolicy, plan
 
 NOW = datetime(2026, 11, 24, 20, 0, tzinfo=UTC)
 

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sppg_backup.schedules import ScheduledRuns, schedule_alerts
+from sppg_backup.ops.schedules import ScheduledRuns, schedule_alerts
 
 NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
 WIB = ZoneInfo("Asia/Jakarta")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sppg_backup import scratch
+from sppg_backup.ops import scratch
 
 
 def age(folder: Path, seconds: float) -> None:
@@ -36,7 +36,7 @@ def test_a_later_run_removes_what_a_killed_or_failed_run_left_but_not_a_live_one
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from sppg_backup import scratch\n"
+            "import sys, time; from pathlib import Path; from sppg_backup.ops import scratch\n"
             f"with scratch.run_folder(Path({str(tmp_path)!r}), 'live'):\n"
             "    print('ready', flush=True); time.sleep(60)",
         ],
@@ -49,7 +49,7 @@ def test_a_later_run_removes_what_a_killed_or_failed_run_left_but_not_a_live_one
             [
                 sys.executable,
                 "-c",
-                "import os; from pathlib import Path; from sppg_backup import scratch\n"
+                "import os; from pathlib import Path; from sppg_backup.ops import scratch\n"
                 f"with scratch.run_folder(Path({str(tmp_path)!r}), 'killed') as f:\n"
                 "    (f / 'dump').write_bytes(b'secret'); os._exit(9)",
             ]

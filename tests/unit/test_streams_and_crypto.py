@@ -4,22 +4,22 @@ from pathlib import Path
 
 import pytest
 
-from sppg_backup import crypto, streams
-from sppg_backup.catalog import Manifest, Source
+from sppg_backup.db.catalog import Manifest, Source
+from sppg_backup.db.restore import fetch_dump
 from sppg_backup.errors import ConfigError, PermanentError
-from sppg_backup.restore import fetch_dump
 from sppg_backup.storage import get_bytes, put_bytes
 from sppg_backup.storage.local import LocalStorage
+from sppg_backup.stream import compress, crypto, pipes
 
 DATA = b"".join(b"row %d;beras;ayam;telur\n" % i for i in range(50000)) + os.urandom(100000)
 
 
 @pytest.mark.parametrize("kind", ["zstd", "gzip"])
 def test_compress_decompress_round_trip(kind: str) -> None:
-    packed = streams.compressor(io.BytesIO(DATA), kind).read()  # type: ignore[arg-type]
+    packed = compress.compressor(io.BytesIO(DATA), kind).read()  # type: ignore[arg-type]
     assert len(packed) < len(DATA)
     out = io.BytesIO()
-    writer = streams.decompressing_writer(out, kind)  # type: ignore[arg-type]
+    writer = compress.decompressing_writer(out, kind)  # type: ignore[arg-type]
     writer.write(packed)
     writer.finish()
     assert out.getvalue() == DATA
@@ -27,8 +27,8 @@ def test_compress_decompress_round_trip(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["zstd", "gzip"])
 def test_truncated_compressed_stream_is_detected(kind: str) -> None:
-    packed = streams.compressor(io.BytesIO(DATA), kind).read()  # type: ignore[arg-type]
-    writer = streams.decompressing_writer(io.BytesIO(), kind)  # type: ignore[arg-type]
+    packed = compress.compressor(io.BytesIO(DATA), kind).read()  # type: ignore[arg-type]
+    writer = compress.decompressing_writer(io.BytesIO(), kind)  # type: ignore[arg-type]
     writer.write(packed[: len(packed) // 2])
     with pytest.raises(ValueError, match="truncated"):
         writer.finish()
@@ -36,7 +36,7 @@ def test_truncated_compressed_stream_is_detected(kind: str) -> None:
 
 def test_fanout_writes_every_copy_and_nothing_before_commit(tmp_path: Path) -> None:
     a, b = LocalStorage(tmp_path / "a"), LocalStorage(tmp_path / "b")
-    fan = streams.Fanout([(a, "k"), (b, "k")])
+    fan = pipes.Fanout([(a, "k"), (b, "k")])
     for i in range(0, len(DATA), 7000):
         fan.write(DATA[i : i + 7000])
     assert list(a.list()) == [] and list(b.list()) == []
@@ -47,7 +47,7 @@ def test_fanout_writes_every_copy_and_nothing_before_commit(tmp_path: Path) -> N
 
 def test_fanout_abort_leaves_nothing(tmp_path: Path) -> None:
     a, b = LocalStorage(tmp_path / "a"), LocalStorage(tmp_path / "b")
-    fan = streams.Fanout([(a, "k"), (b, "k")])
+    fan = pipes.Fanout([(a, "k"), (b, "k")])
     fan.write(DATA)
     fan.abort()
     assert list(a.list()) == [] and list(b.list()) == []
@@ -90,7 +90,7 @@ def test_bad_key_material_is_a_config_error(tmp_path: Path) -> None:
 
 def stored_backup(tmp_path: Path) -> tuple[LocalStorage, Manifest, Path]:
     key, public = key_pair(tmp_path, "key")
-    packed = streams.compressor(io.BytesIO(DATA), "zstd")
+    packed = compress.compressor(io.BytesIO(DATA), "zstd")
     sealed = io.BytesIO()
     crypto.encrypt(packed, sealed, [public])  # type: ignore[arg-type]
     storage = LocalStorage(tmp_path / "s")
@@ -161,11 +161,11 @@ def test_a_failing_destination_stops_the_source_and_its_own_error_surfaces(tmp_p
     _, public = key_pair(tmp_path, "key")
     source = CountingSource()
     with tiny_filesystem(tmp_path / "small", size="256k") as small:
-        fanout = streams.Fanout([(LocalStorage(small), "x")])
-        prefetch = streams.Prefetch(source)  # type: ignore[arg-type]
+        fanout = pipes.Fanout([(LocalStorage(small), "x")])
+        prefetch = pipes.Prefetch(source)  # type: ignore[arg-type]
         fanout.on_error = prefetch.stop
         with pytest.raises(Exception):  # noqa: B017 - pyrage wraps what it gets; fanout.error is the cause
-            crypto.encrypt(streams.compressor(prefetch, "zstd"), fanout, [public])
+            crypto.encrypt(compress.compressor(prefetch, "zstd"), fanout, [public])
         fanout.abort()
         assert isinstance(fanout.error, PermanentError) and "no space left" in str(fanout.error)
         assert list(small.iterdir()) == []

@@ -1,6 +1,6 @@
 """Where a restore goes and with which password: never a password typed into the run."""
 
-from sppg_backup.recovery import target_url
+from sppg_backup.db.recovery import target_url
 
 PRODUCTION = "postgresql://backup:prod-pw@10.0.0.5:5432/erp_sppg"
 

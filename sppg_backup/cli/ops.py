@@ -1,0 +1,120 @@
+"""Operations commands: config show, status, prune, keygen, serve, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sppg_backup.cli.common import Invocation, app, config_app, err, existing_storage, fail, out
+from sppg_backup.errors import ConfigError
+from sppg_backup.settings import ENV_PREFIX, masked
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context) -> None:
+    """Print the effective settings, secrets masked."""
+    given: Invocation = ctx.obj
+    settings = given.settings()
+    for name, value in masked(settings).items():
+        out.print(f"{ENV_PREFIX}{name.upper()} = {json.dumps(value)}", highlight=False)
+
+
+@app.command("status")
+def status_command(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Backup health (the check-backup-health flow): exit 0 when healthy, 1 naming each active alert."""
+    given: Invocation = ctx.obj
+    given.settings()
+    from sppg_backup.flows.check_backup_health import check_backup_health
+
+    result = given.run(check_backup_health)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    elif result["healthy"]:
+        out.print("healthy: a recent backup, no size drop, verification passing, storage below its limit")
+    for alert in result["alerts"]:
+        if not as_json:
+            err.print(f"[red]ALERT[/red] {alert['name']}: {alert['summary']}", highlight=False, soft_wrap=True)
+    if not result["healthy"]:
+        raise typer.Exit(1)
+
+
+@app.command("prune")
+def prune_command(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would go; delete nothing.")] = False,
+    kind: Annotated[str, typer.Option(help="db, or files (needs AGE_IDENTITY_FILE to read snapshots).")] = "db",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Delete backups past retention (db: local 30 days, cloud 365 days, never the newest good backup;
+    files: 90 days, but the last 5 versions of every file stay)."""
+    given: Invocation = ctx.obj
+    given.run(existing_storage, given.settings())
+    if kind == "files":
+        from sppg_backup.flows.prune_file_snapshots import prune_file_snapshots
+
+        files = given.run(prune_file_snapshots, dry_run=dry_run)
+        if as_json:
+            print(json.dumps(files, indent=2))
+            return
+        verb = "would delete" if dry_run else "deleted"
+        out.print(
+            f"files: {verb} {len(files['deleted_snapshots'])} snapshots and {len(files['deleted_objects'])} "
+            f"unreferenced objects; kept {len(files['kept_snapshots'])} snapshots",
+            highlight=False,
+        )
+        for snap_id in files["deleted_snapshots"]:
+            out.print(f"  {verb} {snap_id}", highlight=False)
+        return
+    if kind != "db":
+        fail(ConfigError(f"unknown kind {kind!r}: use db or files"))
+    from sppg_backup.flows.prune_backups import prune_backups
+
+    results = given.run(prune_backups, dry_run=dry_run)
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for result in results:
+        out.print(f"{result['location']}: {verb} {len(result['deleted'])}, kept {len(result['kept'])}")
+        for backup_id in result["deleted"]:
+            out.print(f"  {verb} {backup_id} ({result['reasons'][backup_id]})", highlight=False)
+
+
+@app.command("keygen")
+def keygen(
+    ctx: typer.Context, path: Annotated[Path, typer.Argument(help="Where to write the private key (age format).")]
+) -> None:
+    """Make an age key pair; put the printed public key in SPPG_BACKUP_AGE_RECIPIENTS."""
+    given: Invocation = ctx.obj
+    from sppg_backup.stream.crypto import generate_key_file
+
+    if path.exists():
+        fail(ConfigError(f"{path} exists; not overwriting a key"))
+    out.print(given.run(generate_key_file, path))
+
+
+@app.command("serve")
+def serve(ctx: typer.Context) -> None:
+    """Serve every deployment (schedules included) from this process, without a work pool."""
+    given: Invocation = ctx.obj
+    from sppg_backup.deployments.serve import serve_all
+
+    config = given.config
+    given.run(serve_all, str(config) if config else None)  # a missing prefect.yaml is one line
+
+
+@app.command("demo")
+def demo(
+    ctx: typer.Context,
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its cluster, keys and backups.")] = Path(".demo"),
+    scale: Annotated[int, typer.Option(help="Sample data size (1 is about 2 MB).")] = 5,
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the sample database running afterwards.")] = False,
+) -> None:
+    """Throwaway PostgreSQL with a sample ERP database, file:// storage, a demo key: back it up and list it."""
+    given: Invocation = ctx.obj
+    from sppg_backup.sandbox.demo import run_demo
+
+    given.run(run_demo, workdir.resolve(), scale, out, keep)

@@ -1,0 +1,1 @@
+"""Uploads and configuration: content-addressed blobs, snapshots, file restore and versions, retention."""

@@ -1,0 +1,351 @@
+"""The guide's full-system backup as one set with one manifest: database, application files, Docker images,
+configuration. Each part streams to storage (tar and `docker save` output, zstd, age); the manifest is last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tarfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sppg_backup import keys
+from sppg_backup.claims import free_id, release_id
+from sppg_backup.errors import BackupError, CheckFailed, NotFoundError, PermanentError
+from sppg_backup.storage import Storage, get_bytes, put_bytes
+from sppg_backup.stream import pipes, safe_tar
+from sppg_backup.stream.pack import store_packed, unpack
+from sppg_backup.stream.safe_tar import Unpacked
+
+
+class Part(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    kind: Literal["database", "application", "image", "config"]
+    key: str | None = None  # stored object (application tar, image)
+    ref: str | None = None  # the database backup or config snapshot it is
+    size: int = 0
+    sha256: str | None = None
+    skipped: list[str] = []
+
+
+class FullSet(BaseModel):
+    """The manifest of a full-system backup; listed without keys."""
+
+    model_config = ConfigDict(frozen=True)
+    format_version: int = 1
+    id: str
+    kind: Literal["full"] = "full"
+    status: Literal["complete"] = "complete"
+    created_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    app_dir: str | None
+    images: list[str]
+    parts: list[Part]
+    encryption: Literal["age", "none"]
+    created_by: dict[str, str] = {}
+
+    def part(self, kind: str) -> list[Part]:
+        return [p for p in self.parts if p.kind == kind]
+
+
+manifest_key = keys.full_manifest
+part_key = keys.full_part
+
+
+def reserve_id(storage: Storage, now: datetime) -> str:
+    return free_id(storage, now, keys.full_id, manifest_key)
+
+
+def _store(storage: Storage, key: str, source: IO[bytes], recipients: list[str]) -> tuple[int, str]:
+    """Compress, encrypt and upload `source`; nothing is visible unless all of it arrived."""
+    info = store_packed(storage, key, source, recipients)
+    return info.size, info.sha256 or ""
+
+
+class _Produced(io.RawIOBase):
+    """The read end of a pipe a thread writes into; a failure of the writer is raised to the reader."""
+
+    def __init__(self, produce: Callable[[IO[bytes]], None]) -> None:
+        read_fd, write_fd = os.pipe()
+        self._reader = os.fdopen(read_fd, "rb")
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                with os.fdopen(write_fd, "wb") as sink:
+                    produce(sink)
+            except BaseException as exc:
+                self.error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        size = self._reader.readinto(buffer)
+        if not size:
+            self._thread.join()
+            if self.error is not None:
+                raise self.error
+        return size
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()
+
+
+def backup_application(storage: Storage, set_id: str, app_dir: Path, recipients: list[str]) -> Part:
+    """A tar of APP_DIR (names relative to it); unreadable or vanished files are listed, the rest is kept."""
+    if not app_dir.is_dir():
+        raise PermanentError(f"bad setting SPPG_BACKUP_APP_DIR: {app_dir} is not a folder")
+    skipped: list[str] = []
+
+    def add_folder(tar: tarfile.TarFile, folder: Path) -> None:
+        """Each folder's entries right after it, as GNU tar orders them (its mtime is then restored)."""
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(f"{folder.relative_to(app_dir)}: cannot list: {exc.strerror or exc}")
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            problem = _add(tar, path, path.relative_to(app_dir).as_posix())
+            if problem:
+                skipped.append(f"{path.relative_to(app_dir)}: {problem}")
+            elif entry.is_dir(follow_symlinks=False):
+                add_folder(tar, path)
+
+    def write_tar(sink: IO[bytes]) -> None:
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            add_folder(tar, app_dir)
+
+    key = part_key(set_id, "application", bool(recipients))
+    with _Produced(write_tar) as source:
+        size, sha = _store(storage, key, source, recipients)  # type: ignore[arg-type]
+    return Part(name="application", kind="application", key=key, size=size, sha256=sha, skipped=skipped)
+
+
+def _add(tar: tarfile.TarFile, path: Path, name: str) -> str | None:
+    """Add one entry with its mtime to the nanosecond (tarfile alone keeps a float); what went wrong, if anything.
+
+    Nothing is written for an entry that cannot be read, so the archive stays valid; a file that shrinks
+    while it is read is padded with zeros to its recorded size, as GNU tar does, and reported.
+    """
+    try:
+        info = tar.gettarinfo(path, name)
+        if info is None or not (info.isreg() or info.isdir() or info.issym() or info.islnk()):
+            return "not a regular file, folder or link; left out"
+        nanoseconds = os.lstat(path).st_mtime_ns
+        content = open(path, "rb") if info.isreg() else None  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return "vanished during the backup"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    info.pax_headers = {**info.pax_headers, "mtime": f"{nanoseconds // 10**9}.{nanoseconds % 10**9:09d}"}
+    if content is None:
+        tar.addfile(info)
+        return None
+    with content:
+        exact = _Exactly(content, info.size)
+        tar.addfile(info, exact)  # type: ignore[arg-type]
+    return exact.problem
+
+
+class _Exactly:
+    """Reads exactly `size` bytes of a file that may change meanwhile: padded with zeros or cut short."""
+
+    def __init__(self, source: IO[bytes], size: int) -> None:
+        self.source, self.left = source, size
+        self.problem: str | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        want = self.left if n < 0 else min(n, self.left)
+        try:
+            data = self.source.read(want)
+        except OSError as exc:
+            data, self.problem = b"", f"read failed ({exc.strerror}); the rest is zeros"
+        if len(data) < want:
+            self.problem = self.problem or "changed while being read (shrank); padded with zeros"
+            data += b"\0" * (want - len(data))
+        self.left -= len(data)
+        return data
+
+
+class _Chunks(io.RawIOBase):
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._pending = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = chunk
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def find_image(client: Any, ref: str) -> Any:
+    import docker
+
+    try:
+        return client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        raise NotFoundError(
+            f"image {ref} is not in the Docker engine; check SPPG_BACKUP_DOCKER_IMAGES (docker image ls)"
+        ) from None
+
+
+def backup_image(storage: Storage, set_id: str, client: Any, ref: str, recipients: list[str]) -> Part:
+    """`docker save` of one image, streamed."""
+    find_image(client, ref)
+    key = part_key(set_id, f"image-{ref}", bool(recipients))
+    saved = client.api.get_image(ref)  # by its name, so the archive carries this tag (not only the first one)
+    size, sha = _store(storage, key, _Chunks(iter(saved)), recipients)  # type: ignore[arg-type]
+    return Part(name=ref, kind="image", key=key, size=size, sha256=sha)
+
+
+def publish(storage: Storage, full: FullSet) -> None:
+    put_bytes(storage, manifest_key(full.id), full.model_dump_json(indent=2).encode())
+    release_id(storage, manifest_key(full.id))
+
+
+def discard(storage: Storage, set_id: str) -> None:
+    """Remove what a failed full backup stored (it was never listed)."""
+    for obj in list(storage.list(keys.full_parts(set_id))):
+        with contextlib.suppress(NotFoundError):
+            storage.delete(obj.key)
+    release_id(storage, manifest_key(set_id))
+
+
+def list_sets(storage: Storage) -> tuple[list[FullSet], list[tuple[str, str]]]:
+    sets, unreadable = [], []
+    for obj in storage.list("full/" + keys.FULL_PREFIX):
+        if obj.key.count("/") != 1 or not obj.key.endswith(".manifest.json"):
+            continue
+        try:
+            sets.append(FullSet.model_validate_json(get_bytes(storage, obj.key)))
+        except (ValidationError, ValueError, BackupError) as exc:
+            unreadable.append((obj.key, str(exc).splitlines()[0]))
+    return sorted(sets, key=lambda s: s.created_at), unreadable
+
+
+def choose(storage: Storage, set_id: str | None) -> FullSet:
+    if set_id:
+        try:
+            return FullSet.model_validate_json(get_bytes(storage, manifest_key(set_id)))
+        except NotFoundError:
+            raise NotFoundError(f"no full-system backup {set_id}; `sppg-backup list --kind full` shows them") from None
+    sets, _ = list_sets(storage)
+    if not sets:
+        raise NotFoundError(f"no full-system backup in {storage.url}; make one with `sppg-backup backup full`")
+    return sets[-1]
+
+
+# --- recovery ---
+
+
+def check_parts(storage: Storage, full: FullSet) -> None:
+    """Every part of the set is in storage with its recorded size: the database backup and the config
+    snapshot it names included (they live apart and could have been deleted by hand)."""
+    from sppg_backup.db.catalog import read_manifest
+    from sppg_backup.files.snapshots import manifest_key as snapshot_manifest
+
+    missing = []
+    for part in full.parts:
+        try:
+            if part.kind == "database" and part.ref:
+                manifest = read_manifest(storage, "db", part.ref)
+                if storage.stat(manifest.data_key).size != manifest.size:
+                    missing.append(f"{part.name} ({part.ref}: size differs from its manifest)")
+            elif part.kind == "config" and part.ref:
+                storage.stat(snapshot_manifest("config", part.ref))
+            elif part.key and storage.stat(part.key).size != part.size:
+                missing.append(f"{part.name} (size differs from the manifest)")
+        except NotFoundError:
+            missing.append(f"{part.name} ({part.ref or part.key})")
+    if missing:
+        raise CheckFailed("parts", f"full-system backup {full.id} is incomplete: missing {', '.join(missing)}")
+
+
+def fetch(storage: Storage, part: Part, dest: Path) -> Path:
+    """Download a part as stored and check its sha256 before anything is changed with it."""
+    assert part.key is not None
+    free = shutil.disk_usage(dest.parent).free
+    if part.size > free:
+        raise PermanentError(f"{dest.parent} has {free} bytes free, {part.name} needs {part.size}; set SCRATCH_DIR")
+    try:
+        with storage.open_read(part.key) as raw, open(dest, "wb") as out:
+            reader = pipes.HashingReader(raw)
+            pipes.copy(reader, out)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    if reader.sha256.hexdigest() != part.sha256 or reader.size != part.size:
+        dest.unlink(missing_ok=True)
+        raise CheckFailed("sha256", f"{storage.describe(part.key)}: sha256 mismatch, the stored part is corrupt")
+    return dest
+
+
+@contextlib.contextmanager
+def opened(stored: Path, identities: list[Any]) -> Iterator[IO[bytes]]:
+    """The plain content of a fetched part, decrypted and decompressed while it is read."""
+
+    def decode(sink: IO[bytes]) -> None:
+        with open(stored, "rb") as raw:
+            unpack(raw, sink, "zstd", stored.name.endswith(".age"), identities)
+
+    with _Produced(decode) as source:
+        yield io.BufferedReader(source, pipes.CHUNK)  # type: ignore[arg-type]
+
+
+def extract_application(stored: Path, identities: list[Any], target: Path, keep_setid: bool = False) -> Unpacked:
+    """Unpack the application tar into `target`: checked whole first, nothing written outside `target`."""
+    return safe_tar.extract(lambda: opened(stored, identities), target, "the application tar", keep_setid)
+
+
+def wait_healthy(url: str, timeout: float) -> int:
+    """Call the health URL until it answers 2xx; its status. Fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    problem = "no answer"
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            problem = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            problem = str(getattr(exc, "reason", exc))
+        if time.monotonic() > deadline:
+            raise CheckFailed("health", f"{url} did not answer OK within {timeout:g} s ({problem})")
+        time.sleep(1)
+
+
+def load_image(stored: Path, identities: list[Any], client: Any, ref: str) -> str:
+    """`docker load` from the decrypted stream; the image must come back under its name. Its id."""
+    with opened(stored, identities) as source:
+        loaded = client.images.load(iter(lambda: source.read(pipes.CHUNK), b""))
+    for image in loaded:
+        if ref in image.tags:
+            return str(image.id)
+    raise CheckFailed("docker load", f"docker load did not bring back {ref}")

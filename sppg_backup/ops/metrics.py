@@ -1,0 +1,72 @@
+"""The guide's Prometheus metrics, to a textfile-collector file and optionally a Pushgateway."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway, write_to_textfile
+from prometheus_client.parser import text_string_to_metric_families
+
+from sppg_backup.settings import mask_url
+
+log = logging.getLogger(__name__)
+
+HELP = {
+    "backup_last_success_timestamp": "Unix time of the last successful backup",
+    "backup_last_failure_timestamp": "Unix time of the last failed backup",
+    "backup_last_run_success": "1 if the last backup run succeeded, 0 if it failed",
+    "backup_duration_seconds": "Duration of the last successful backup",
+    "backup_file_size_bytes": "Stored size of the last successful backup",
+    "backup_verification_status": "1 if the last verification passed, 0 if it failed",
+    "backup_last_verification_timestamp": "Unix time of the last verification",
+    "backup_previous_file_size_bytes": "Stored size of the backup before the last one",
+    "backup_storage_used_ratio": "Used fraction of the backup storage (location=local disk or storage)",
+    "backup_health_alerts": "Number of active backup health alerts",
+}
+
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def _load(path: Path) -> dict[tuple[str, Labels], float]:
+    """Existing values by (metric, labels), so one run's update keeps the other metrics' last values."""
+    values: dict[tuple[str, Labels], float] = {}
+    if path.exists():
+        for family in text_string_to_metric_families(path.read_text()):
+            for sample in family.samples:
+                if sample.name in HELP:
+                    values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def record(labels: dict[str, str], values: dict[str, float], textfile: Path | None, pushgateway: str | None) -> None:
+    """Set metrics (all with the same labels, e.g. kind=db); a failure to publish is logged, never raised."""
+    if textfile is None and not pushgateway:
+        return
+    key = tuple(sorted(labels.items()))
+    update = {(name, key): value for name, value in values.items()}
+    if textfile is not None:
+        try:
+            merged = _load(textfile)
+            merged.update(update)
+            textfile.parent.mkdir(parents=True, exist_ok=True)
+            write_to_textfile(str(textfile), _registry(merged))
+        except (OSError, ValueError) as exc:
+            log.warning("cannot write metrics file %s: %s", textfile, exc)
+    if pushgateway:
+        try:
+            pushadd_to_gateway(pushgateway, job="sppg_backup", registry=_registry(update), grouping_key=labels)
+        except OSError as exc:
+            shown = mask_url(pushgateway)
+            log.warning("cannot push metrics to %s: %s", shown, str(exc).replace(pushgateway, shown))
+
+
+def _registry(values: dict[tuple[str, Labels], float]) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    gauges: dict[str, Gauge] = {}
+    for (name, labels), value in sorted(values.items()):
+        if name not in gauges:
+            gauges[name] = Gauge(name, HELP[name], [k for k, _ in labels], registry=registry)
+        gauges[name].labels(**dict(labels)).set(value)
+    return registry
