@@ -9,7 +9,7 @@ from prefect import flow
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.choices import offer_backups
-from sppg_backup.tasks.common import retrying
+from sppg_backup.tasks.common import step
 from sppg_backup.tasks.files import report_snapshot, take_snapshot
 from sppg_backup.tasks.leftovers import clean_leftovers
 
@@ -19,7 +19,7 @@ def backup_config(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     clean_leftovers(settings)
     try:
-        snap = retrying(take_snapshot, settings)(settings, "config", only_if_changed=True)
+        snap = step(take_snapshot, settings, "config", only_if_changed=True)
     except BaseException as error:
         report_snapshot(settings, "config", None, error)
         raise

@@ -18,7 +18,7 @@ from sppg_backup.tasks.backup import (
     summary,
 )
 from sppg_backup.tasks.choices import DATABASE, offer_backups
-from sppg_backup.tasks.common import retrying
+from sppg_backup.tasks.common import step
 from sppg_backup.tasks.leftovers import clean_leftovers
 
 
@@ -28,15 +28,13 @@ def backup_database(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     clean_leftovers(settings, uploads=True)
     listed = None
     try:
-        retrying(check_database, settings)(settings)
+        step(check_database, settings)
         # 1-2, 4. Create the dump, compress, encrypt and upload it: one streamed pass.
-        manifest = retrying(dump_database, settings).with_options(timeout_seconds=settings.dump_timeout_seconds)(
-            settings
-        )
+        manifest = step(dump_database, settings, timeout_seconds=settings.dump_timeout_seconds)
         # 3. Verify backup integrity (size and sha256 of every copy), then list it.
-        listed = retrying(publish_backup, settings)(settings, manifest)
+        listed = step(publish_backup, settings, manifest)
         # 5. Clean old backups (>30 days local, >365 days cloud).
-        pruned = retrying(prune_backups, settings)(settings)
+        pruned = step(prune_backups, settings)
         # 6. Send notification (success).
         report_success(settings, listed, pruned)
         offer_backups(settings, DATABASE)

@@ -11,7 +11,7 @@ from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.backup import dump_database, publish_backup
 from sppg_backup.tasks.choices import FULL, offer_backups
-from sppg_backup.tasks.common import retrying
+from sppg_backup.tasks.common import step
 from sppg_backup.tasks.files import take_snapshot
 from sppg_backup.tasks.full import (
     backup_application,
@@ -32,21 +32,19 @@ def backup_full_system(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     started = datetime.now(UTC)
     set_id = None
     try:
-        retrying(check_sources, settings)(settings)
-        set_id = retrying(reserve_set, settings)(settings)
+        step(check_sources, settings)
+        set_id = step(reserve_set, settings)
         # 1. Database backup.
-        database = retrying(publish_backup, settings)(
-            settings,
-            retrying(dump_database, settings).with_options(timeout_seconds=settings.dump_timeout_seconds)(settings),
-        )
+        dumped = step(dump_database, settings, timeout_seconds=settings.dump_timeout_seconds)
+        database = step(publish_backup, settings, dumped)
         # 2. Application files.
-        parts = [retrying(backup_application, settings)(settings, set_id)]
+        parts = [step(backup_application, settings, set_id)]
         # 3. Docker images.
-        parts += [retrying(backup_image, settings)(settings, set_id, ref) for ref in settings.docker_images]
+        parts += [step(backup_image, settings, set_id, ref) for ref in settings.docker_images]
         # The configuration, as its own snapshot (restorable alone with `restore config`).
-        config = retrying(take_snapshot, settings)(settings, "config", part_of=set_id)
+        config = step(take_snapshot, settings, "config", part_of=set_id)
         # 4. Upload to cloud storage: every part is already there; the manifest makes the set.
-        full = retrying(publish_set, settings)(settings, set_id, started, database, parts, config)
+        full = step(publish_set, settings, set_id, started, database, parts, config)
     except BaseException as error:
         left = discard_set(settings, set_id) if set_id else ""
         report_full(

@@ -9,7 +9,7 @@ from prefect import flow
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.choices import offer_backups
-from sppg_backup.tasks.common import retrying
+from sppg_backup.tasks.common import step
 from sppg_backup.tasks.health import announce_changes, evaluate_health, report_health_failure
 
 
@@ -17,8 +17,8 @@ from sppg_backup.tasks.health import announce_changes, evaluate_health, report_h
 def check_backup_health(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     try:
-        alerts = retrying(evaluate_health, settings)(settings)
-        retrying(announce_changes, settings)(settings, alerts)
+        alerts = step(evaluate_health, settings)
+        step(announce_changes, settings, alerts)
         offer_backups(settings)
     except BaseException as error:
         report_health_failure(settings, error)

@@ -12,7 +12,7 @@ from sppg_backup.settings import load_settings
 from sppg_backup.tasks.backup import prune_backups as prune_task
 from sppg_backup.tasks.backup import report_prune
 from sppg_backup.tasks.choices import FULL, offer_backups
-from sppg_backup.tasks.common import retrying
+from sppg_backup.tasks.common import step
 from sppg_backup.tasks.leftovers import clean_leftovers
 
 
@@ -21,7 +21,7 @@ def prune_backups(dry_run: bool = DRY_RUN_PARAM, config_file: Text = CONFIG_PARA
     settings = load_settings(config_file)
     clean_leftovers(settings)
     try:
-        results = retrying(prune_task, settings)(settings, dry_run)
+        results = step(prune_task, settings, dry_run)
     except BaseException as error:
         report_prune(settings, [], dry_run, error)
         raise

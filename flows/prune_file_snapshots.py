@@ -9,7 +9,7 @@ from prefect import flow
 from sppg_backup.forms import CONFIG_PARAM, DRY_RUN_PARAM, Text
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.choices import offer_backups
-from sppg_backup.tasks.common import retrying
+from sppg_backup.tasks.common import step
 from sppg_backup.tasks.files import prune_snapshots, report_prune, report_snapshot
 from sppg_backup.tasks.leftovers import clean_leftovers
 
@@ -19,7 +19,7 @@ def prune_file_snapshots(dry_run: bool = DRY_RUN_PARAM, config_file: Text = CONF
     settings = load_settings(config_file)
     clean_leftovers(settings)
     try:
-        result = retrying(prune_snapshots, settings)(settings, dry_run)
+        result = step(prune_snapshots, settings, dry_run)
     except BaseException as error:
         report_snapshot(settings, "files", None, error, action="prune")
         raise

@@ -7,10 +7,11 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field
 
+from sppg_backup.db.recovery import RestoreRequest
 from sppg_backup.flows.restore_database import restore_database
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
-from sppg_backup.tasks.restore import RestoreRequest, find_errors, newest_verified, report_corruption
+from sppg_backup.tasks.restore import find_errors, newest_verified, report_corruption
 
 
 class CorruptionRecovery(BaseModel):

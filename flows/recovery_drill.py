@@ -11,7 +11,7 @@ from sppg_backup.db.drill import AppTestResult, SmokeResult, Stopwatch, build_re
 from sppg_backup.errors import BackupError, CheckFailed
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
-from sppg_backup.tasks.common import retrying, scratch_folder
+from sppg_backup.tasks.common import scratch_folder, step
 from sppg_backup.tasks.drill import (
     create_test_database,
     drop_test_database,
@@ -37,14 +37,14 @@ def recovery_drill(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     failure: CheckFailed | None = None
     try:
         with watch("find backup"):
-            manifest = retrying(find_backup, settings)(settings, None)
+            manifest = step(find_backup, settings, None)
         # 1. Create test environment.
         target = create_test_database(settings)
         # 2. Restore latest backup to test environment.
         with scratch_folder(settings) as folder:
             archive = folder / f"{manifest.id}.dump"
             with watch("download"):
-                retrying(fetch_archive, settings)(settings, manifest, archive)
+                step(fetch_archive, settings, manifest, archive)
             with watch("restore"):
                 restore_test_database(settings, target, archive)
         with watch("smoke checks"):

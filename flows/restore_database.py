@@ -8,15 +8,14 @@ from prefect import flow
 from pydantic import Field
 
 from sppg_backup.db.catalog import Manifest
-from sppg_backup.db.recovery import RestorePlan
+from sppg_backup.db.recovery import RestorePlan, RestoreRequest
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.ops.containers import Service
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.choices import DATABASE, offer_backups
-from sppg_backup.tasks.common import retrying, scratch_folder
+from sppg_backup.tasks.common import scratch_folder, step
 from sppg_backup.tasks.leftovers import clean_leftovers
 from sppg_backup.tasks.restore import (
-    RestoreRequest,
     download_and_restore,
     plan_restore,
     report_restore,
@@ -50,7 +49,7 @@ def restore_database(
     services: list[Service] = []
     try:
         # 2. List available backups: choose one, and look at the target.
-        plan = retrying(plan_restore, settings)(settings, request)
+        plan = step(plan_restore, settings, request)
         if request.dry_run:
             return report_restore(settings, request, plan)
         # The download stays in this run's scratch folder after a failure, for the retry; it goes on success.

@@ -7,11 +7,12 @@ from typing import Any
 from prefect import flow
 from pydantic import Field
 
+from sppg_backup.files.restore import FilesRestoreRequest
 from sppg_backup.files.snapshots import SnapshotKind
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
-from sppg_backup.tasks.common import retrying
-from sppg_backup.tasks.files import FilesRestoreRequest, report_restore, restore_snapshot
+from sppg_backup.tasks.common import step
+from sppg_backup.tasks.files import report_restore, restore_snapshot
 from sppg_backup.tasks.leftovers import clean_leftovers
 
 DEFAULTS = FilesRestoreRequest()  # a default, not None: the UI's form opens filled in
@@ -25,7 +26,7 @@ def _restore(kind: SnapshotKind, request: FilesRestoreRequest, config_file: str 
     settings = load_settings(config_file)
     clean_leftovers(settings)
     try:
-        result = retrying(restore_snapshot, settings)(settings, kind, request)
+        result = step(restore_snapshot, settings, kind, request)
     except BaseException as error:
         report_restore(settings, kind, request, None, error)
         raise

@@ -7,13 +7,14 @@ from typing import Any
 from prefect import flow
 from pydantic import Field
 
+from sppg_backup.db.recovery import RestoreRequest
 from sppg_backup.flows.restore_database import restore_database
 from sppg_backup.forms import CONFIG_PARAM, Text
+from sppg_backup.full.system import FullRestoreRequest
 from sppg_backup.ops.containers import Service
 from sppg_backup.settings import load_settings
-from sppg_backup.tasks.common import retrying, scratch_folder
+from sppg_backup.tasks.common import scratch_folder, step
 from sppg_backup.tasks.full import (
-    FullRestoreRequest,
     check_health,
     choose_set,
     download_parts,
@@ -25,7 +26,7 @@ from sppg_backup.tasks.full import (
     target_folder,
 )
 from sppg_backup.tasks.leftovers import clean_leftovers
-from sppg_backup.tasks.restore import RestoreRequest, start_again, start_left_stopped, start_services, stop_services
+from sppg_backup.tasks.restore import start_again, start_left_stopped, start_services, stop_services
 
 DEFAULTS = FullRestoreRequest()  # a default, not None: the UI's form opens filled in
 REQUEST = (
@@ -45,7 +46,7 @@ def restore_full_system(
     services: list[Service] = []
     set_id = request.set_id or "the newest full-system backup"
     try:
-        full = retrying(choose_set, settings)(settings, request)
+        full = step(choose_set, settings, request)
         set_id = full.id
         app_dir = target_folder(settings, request, full)
         # The downloaded parts stay in this run's scratch folder after a failure, for the retry.

@@ -13,7 +13,7 @@ from sppg_backup.errors import CheckFailed
 from sppg_backup.forms import CONFIG_PARAM, Choice, Text
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.choices import DATABASE, offer_backups
-from sppg_backup.tasks.common import retrying, scratch_folder
+from sppg_backup.tasks.common import scratch_folder, step
 from sppg_backup.tasks.leftovers import clean_leftovers
 from sppg_backup.tasks.verify import (
     check_stored,
@@ -41,13 +41,13 @@ def verify_backup(
     manifest: Manifest | None = None
     try:
         # 1. Check the backup file (and its manifest) exists.
-        manifest = retrying(find_backup, settings)(settings, backup_id)
+        manifest = step(find_backup, settings, backup_id)
         # 2. Check the backup file size.
-        retrying(check_stored, settings)(settings, manifest)
+        step(check_stored, settings, manifest)
         with scratch_folder(settings) as folder:
             archive = folder / f"{manifest.id}.dump"
             # 3. Verify backup integrity: sha256, decryption, pg_restore --list.
-            retrying(fetch_archive, settings)(settings, manifest, archive)
+            step(fetch_archive, settings, manifest, archive)
             list_archive(settings, archive)
             # 4. Test restore to a temporary database, then compare every table's row count.
             test_restore(settings, manifest, archive)

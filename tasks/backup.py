@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,9 +15,10 @@ from sppg_backup.db.prune import PruneResult, prune
 from sppg_backup.db.retention import RetentionPolicy
 from sppg_backup.display import human_size
 from sppg_backup.errors import BackupError, PermanentError
-from sppg_backup.ops import metrics, report, report_files
+from sppg_backup.ops import report, report_files
 from sppg_backup.settings import Settings
-from sppg_backup.tasks.common import audit_trail, destinations, publish, who
+from sppg_backup.tasks.common import audit_trail, destinations, who
+from sppg_backup.tasks.reporting import Entry, Measures, tell
 
 
 @task(name="check-database", cache_policy=NO_CACHE, timeout_seconds=120)
@@ -78,7 +78,7 @@ def report_prune(
 ) -> None:
     """The prune's artifact; a failure is notified too (what was deleted before it is in the audit trail)."""
     if error is None:
-        publish(settings, "prune-backups", report_files.backups_pruned(results, dry_run), send=False)
+        tell(settings, "prune-backups", report_files.backups_pruned(results, dry_run), send=False)
     else:
         told = report.Report(
             title="Prune FAILED",
@@ -86,7 +86,7 @@ def report_prune(
             summary=f"Applying retention failed: {error}\nEvery deletion before the error is in the audit trail.",
             next_step="fix the cause above and run `sppg-backup prune --dry-run`, then `sppg-backup prune`",
         )
-        publish(settings, "prune-backups", told)
+        tell(settings, "prune-backups", told)
 
 
 @task(name="notify-success", cache_policy=NO_CACHE)
@@ -94,60 +94,40 @@ def report_success(settings: Settings, manifest: Manifest, pruned: list[PruneRes
     """Audit, metrics, artifact, notification: the backup is already listed, so none of these may fail it."""
     dest = destinations(settings)
     where = dest.storage.describe(manifest.data_key)
-    problems = []
-    try:
-        audit_trail(settings, dest).record(
-            "backup",
-            manifest.id,
-            "ok",
-            size=manifest.size,
-            sha256=manifest.sha256,
-            location=where,
-            duration_seconds=manifest.duration_seconds,
-        )
-    except BackupError as exc:
-        problems.append(str(exc))
-        get_run_logger().warning("backup %s is stored, but %s", manifest.id, exc)
-    metrics.record(
-        {"kind": "db"},
-        {
-            "backup_last_success_timestamp": manifest.finished_at.timestamp(),
-            "backup_duration_seconds": manifest.duration_seconds,
-            "backup_file_size_bytes": manifest.size,
-            "backup_previous_file_size_bytes": previous_size(dest.storage, manifest),
-            "backup_last_run_success": 1,
-        },
-        settings.metrics_file,
-        settings.pushgateway_url,
+    details = {"size": manifest.size, "sha256": manifest.sha256, "location": where}
+    measures = {
+        "backup_last_success_timestamp": manifest.finished_at.timestamp(),
+        "backup_duration_seconds": manifest.duration_seconds,
+        "backup_file_size_bytes": manifest.size,
+        "backup_previous_file_size_bytes": previous_size(dest.storage, manifest),
+        "backup_last_run_success": 1,
+    }
+    tell(
+        settings,
+        "backup-database",
+        report.backup_succeeded(manifest, where, settings.zone, pruned),
+        Entry("backup", manifest.id, "ok", {**details, "duration_seconds": manifest.duration_seconds}),
+        Measures({"kind": "db"}, measures),
     )
-    told = report.backup_succeeded(manifest, where, settings.zone, pruned)
-    if problems:
-        told = replace(told, summary=told.summary + "\nWarning: " + "; ".join(problems))
-    publish(settings, "backup-database", told)
 
 
 @task(name="notify-failure", cache_policy=NO_CACHE)
 def report_failure(settings: Settings, error: BaseException, listed: Manifest | None = None) -> None:
     """Failure notification, metrics and audit record; none of these may hide the original error."""
-    log = get_run_logger()
-    try:
-        audit_trail(settings).record("backup", listed.id if listed else "-", "failed", error=str(error))
-    except Exception as exc:
-        log.warning("cannot record the failure in the audit trail: %s", exc)
-    metrics.record(
-        {"kind": "db"},
-        {
-            "backup_last_failure_timestamp": datetime.now(UTC).timestamp(),
-            "backup_last_run_success": 0,
-        },
-        settings.metrics_file,
-        settings.pushgateway_url,
-    )
     try:
         database = parse(settings.database_url)[0].database
     except BackupError:
         database = "(unparsable SPPG_BACKUP_DATABASE_URL)"
-    publish(settings, "backup-database", report.backup_failed(error, database, settings.storage_url, listed))
+    tell(
+        settings,
+        "backup-database",
+        report.backup_failed(error, database, settings.storage_url, listed),
+        Entry("backup", listed.id if listed else "-", "failed", {"error": str(error)}),
+        Measures(
+            {"kind": "db"},
+            {"backup_last_failure_timestamp": datetime.now(UTC).timestamp(), "backup_last_run_success": 0},
+        ),
+    )
 
 
 def summary(manifest: Manifest) -> dict[str, Any]:

@@ -11,20 +11,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import Task
-from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 from prefect.utilities.hashing import hash_objects
 
 from sppg_backup.errors import TransientError
-from sppg_backup.ops import notify, scratch
+from sppg_backup.ops import scratch
 from sppg_backup.ops.audit import AuditTrail, actor
-from sppg_backup.ops.report import Report
 from sppg_backup.settings import Settings
 from sppg_backup.storage.destinations import Destinations, open_destinations
 
 T = TypeVar("T", bound=Task[Any, Any])
+R = TypeVar("R")
 log = logging.getLogger("sppg_backup.retry")
 
 
@@ -48,6 +47,15 @@ def retrying(task: T, settings: Settings) -> T:
         retry_delay_seconds=exponential_backoff(backoff_factor=settings.retry_delay_seconds)(settings.retries),
         retry_condition_fn=only_transient,
     )
+
+
+def step(task: Task[..., R], settings: Settings, *args: Any, timeout_seconds: float | None = None, **kwargs: Any) -> R:
+    """One step of a flow: `task(settings, *args, **kwargs)`, retried on transient errors with the settings'
+    retries and backoff (and its own timeout, when given)."""
+    retried = retrying(task, settings)
+    if timeout_seconds is not None:
+        retried = retried.with_options(timeout_seconds=timeout_seconds)
+    return retried(settings, *args, **kwargs)
 
 
 def gcp_credentials(settings: Settings) -> Any:
@@ -122,22 +130,3 @@ def scratch_folder(settings: Settings, keep_on_failure: bool = False) -> Iterato
     """This run's private scratch folder (the same one when it is retried); see sppg_backup.ops.scratch."""
     with scratch.run_folder(settings.scratch_root, run_key(), keep_on_failure) as folder:
         yield folder
-
-
-def publish(settings: Settings, key: str, report: Report, send: bool = True) -> None:
-    """The report as the run's artifact (`key` keeps its history in the UI) and, with `send`, the notification.
-    Neither may hide the outcome it reports."""
-    try:
-        create_markdown_artifact(key=key, markdown=report.markdown(), description=report.title)
-    except Exception as exc:
-        log.warning("could not create the %s artifact: %s", key, exc)
-    if send and not notify.send(settings.notify_urls, report.title, report.text(), ok=report.ok):
-        log.warning("the notification %r did not reach every channel", report.title)
-
-
-def audit(settings: Settings, action: str, subject: str, status: str, **details: Any) -> None:
-    """One audit record; a failure to write it is logged, never raised over the outcome being recorded."""
-    try:
-        audit_trail(settings, destinations(settings)).record(action, subject, status, **details)
-    except Exception as exc:
-        log.warning("cannot write the audit trail: %s", exc)

@@ -10,7 +10,8 @@ from prefect.cache_policies import NO_CACHE
 from sppg_backup.db import drill, restore
 from sppg_backup.ops import report
 from sppg_backup.settings import Settings
-from sppg_backup.tasks.common import audit_trail, destinations, publish
+from sppg_backup.tasks.common import destinations
+from sppg_backup.tasks.reporting import Entry, tell
 from sppg_backup.tasks.verify import server_url
 
 
@@ -54,13 +55,11 @@ def write_drill_report(settings: Settings, result: drill.DrillReport) -> str:
     """Artifact, JSON record in storage, audit record and notification: the drill's evidence."""
     dest = destinations(settings)
     key = drill.save(dest.storage, result)
-    audit_trail(settings, dest).record(
-        "drill",
-        result.backup_id or "-",
-        result.status,
-        rto=result.rto_seconds,
-        rpo=result.rpo_seconds,
-        failed_step=result.failed_step,
+    details = {"rto": result.rto_seconds, "rpo": result.rpo_seconds, "failed_step": result.failed_step}
+    tell(
+        settings,
+        "recovery-drill",
+        report.drill_report(result, dest.storage.describe(key), settings.zone),
+        Entry("drill", result.backup_id or "-", result.status, details),
     )
-    publish(settings, "recovery-drill", report.drill_report(result, dest.storage.describe(key), settings.zone))
     return key

@@ -8,16 +8,16 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, Field
 
 from sppg_backup.display import human_size
 from sppg_backup.errors import ConfigError
 from sppg_backup.files import restore, retention, snapshots
-from sppg_backup.forms import Choice, Text, WibTime
-from sppg_backup.ops import metrics, report_files
+from sppg_backup.files.restore import FilesRestoreRequest
+from sppg_backup.ops import report_files
 from sppg_backup.settings import Settings
 from sppg_backup.stream import crypto
-from sppg_backup.tasks.common import audit, audit_trail, destinations, publish, who
+from sppg_backup.tasks.common import audit_trail, destinations, who
+from sppg_backup.tasks.reporting import Entry, Measures, tell
 
 
 def sources(settings: Settings, kind: snapshots.SnapshotKind) -> list[snapshots.Source]:
@@ -81,15 +81,10 @@ def report_snapshot(
 ) -> None:
     """Audit and metrics always; a notification on failure or when files had to be skipped."""
     status = "failed" if error else ("partial" if snap and snap.skipped else "ok")
-    try:
-        audit_trail(settings).record(
-            f"{action}.{kind}", snap.id if snap else "-", status, error=str(error) if error else None
-        )
-    except Exception as exc:  # a report must not hide the outcome
-        get_run_logger().warning("cannot write the audit trail: %s", exc)
+    entry = Entry(f"{action}.{kind}", snap.id if snap else "-", status, {"error": str(error) if error else None})
     if action != "backup":
-        if error:
-            publish(settings, f"prune-{kind}-snapshots", report_files.snapshot_failed(kind, error, action))
+        told = report_files.snapshot_failed(kind, error, action) if error else None
+        tell(settings, f"prune-{kind}-snapshots", told, entry)
         return
     values = {"backup_last_run_success": 0.0 if error else 1.0}
     if error:
@@ -98,47 +93,19 @@ def report_snapshot(
         values["backup_last_success_timestamp"] = (snap.finished_at if snap else datetime.now(UTC)).timestamp()
     if snap:
         values["backup_duration_seconds"] = snap.duration_seconds
-    metrics.record({"kind": kind}, values, settings.metrics_file, settings.pushgateway_url)
+    measures = Measures({"kind": kind}, values)
     # Every run leaves its artifact; only a failure or skipped files are worth a message every few minutes.
     if error:
-        publish(settings, f"backup-{kind}", report_files.snapshot_failed(kind, error))
+        tell(settings, f"backup-{kind}", report_files.snapshot_failed(kind, error), entry, measures)
     else:
-        publish(
+        tell(
             settings,
             f"backup-{kind}",
             report_files.snapshot_taken(kind, snap, settings.zone),
+            entry,
+            measures,
             send=bool(snap and snap.skipped),
         )
-
-
-class FilesRestoreRequest(BaseModel):
-    """What the engineer fills in to get files back (the Prefect UI shows these fields as a form)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    target: Text = Field(
-        default=None,
-        description="Required: the folder to restore into, e.g. /tmp/restored to look first, or the live folder "
-        "(/opt/erp-sppg/uploads) with overwrite ticked. Nothing is written outside it.",
-    )
-    snapshot_id: Choice = Field(
-        default=None,
-        description="The snapshot to restore, chosen from the list (newest first: its time in WIB, files, size). "
-        "'newest snapshot' takes the newest one, or the newest taken at or before 'as of'.",
-    )
-    as_of: WibTime = Field(
-        default=None,
-        description="Only with 'newest snapshot': the newest snapshot taken at or before this time, in WIB, e.g. "
-        "2026-12-01 10:30. Leave empty for the newest of all.",
-    )
-    path: Text = Field(
-        default=None,
-        description="Only this file or folder, as inside the snapshot (e.g. 2024/12/01/invoice.pdf). Leave empty "
-        "for everything.",
-    )
-    overwrite: bool = Field(
-        default=False, description="Replace files that already exist in the target (otherwise they are kept)."
-    )
 
 
 @task(name="restore-snapshot", cache_policy=NO_CACHE)
@@ -172,14 +139,11 @@ def report_restore(
     result: restore.RestoredFiles | None,
     error: BaseException | None = None,
 ) -> None:
-    audit(
-        settings,
+    entry = Entry(
         f"restore.{kind}",
         result.snapshot if result else (request.snapshot_id or "-"),
         "failed" if error else "ok",
-        into=request.target,
-        path=request.path,
-        error=str(error) if error else None,
+        {"into": request.target, "path": request.path, "error": str(error) if error else None},
     )
     if error is not None:
         wanted = request.snapshot_id or (f"the newest as of {request.as_of}" if request.as_of else "the newest")
@@ -190,12 +154,12 @@ def report_restore(
         told = report_files.files_restored(
             kind, result, request.path, request.as_of, request.snapshot_id is not None, settings.zone
         )
-    publish(settings, f"restore-{kind}", told)
+    tell(settings, f"restore-{kind}", told, entry)
 
 
 @task(name="report-prune", cache_policy=NO_CACHE)
 def report_prune(settings: Settings, result: retention.SnapshotPruneResult, dry_run: bool) -> None:
-    publish(settings, f"prune-{result.kind}-snapshots", report_files.snapshots_pruned(result, dry_run), send=False)
+    tell(settings, f"prune-{result.kind}-snapshots", report_files.snapshots_pruned(result, dry_run), send=False)
 
 
 @task(name="prune-snapshots", cache_policy=NO_CACHE, timeout_seconds=3600)

@@ -8,18 +8,18 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, Field
 
 from sppg_backup.db.catalog import Manifest
 from sppg_backup.display import human_size
 from sppg_backup.errors import CheckFailed, ConfigError
 from sppg_backup.files.snapshots import Snapshot
-from sppg_backup.forms import Choice, DatabaseUrl, Text
 from sppg_backup.full import system
+from sppg_backup.full.system import FullRestoreRequest
 from sppg_backup.ops import containers, report_files, scratch
 from sppg_backup.settings import Settings
-from sppg_backup.tasks.common import audit, destinations, keyed_on, publish, retrying, who
+from sppg_backup.tasks.common import destinations, keyed_on, retrying, who
 from sppg_backup.tasks.files import identities
+from sppg_backup.tasks.reporting import Entry, tell
 
 
 @task(name="check-sources", cache_policy=NO_CACHE, timeout_seconds=300)
@@ -74,24 +74,10 @@ def publish_set(
     config: Snapshot | None,
 ) -> system.FullSet:
     """4. One manifest for the whole set, written last."""
-    finished = datetime.now(UTC)
-    everything = [system.Part(name="database", kind="database", ref=database.id, size=database.size)]
-    everything += parts
-    if config is not None:
-        everything.append(system.Part(name="config", kind="config", ref=config.id, size=config.bytes))
-    full = system.FullSet(
-        id=set_id,
-        created_at=started,
-        finished_at=finished,
-        duration_seconds=round((finished - started).total_seconds(), 3),
-        app_dir=str(settings.app_dir) if settings.app_dir else None,
-        images=list(settings.docker_images),
-        parts=everything,
-        encryption="age" if settings.encryption else "none",
-        created_by=who(),
-    )
+    taken = system.Taken(set_id, started, database, parts, config, settings.app_dir, settings.docker_images)
+    full = system.assemble(taken, datetime.now(UTC), settings.encryption, who())
     system.publish(destinations(settings).storage, full)
-    get_run_logger().info("full-system backup %s listed: %d parts", set_id, len(everything))
+    get_run_logger().info("full-system backup %s listed: %d parts", set_id, len(full.parts))
     return full
 
 
@@ -108,39 +94,9 @@ def discard_set(settings: Settings, set_id: str) -> str:
 
 @task(name="report-full", cache_policy=NO_CACHE)
 def report_full(settings: Settings, action: str, set_id: str, error: BaseException | None, detail: str = "") -> None:
-    audit(settings, action, set_id, "failed" if error else "ok", error=str(error) if error else None)
+    entry = Entry(action, set_id, "failed" if error else "ok", {"error": str(error) if error else None})
     key = "backup-full-system" if action == "backup.full" else "restore-full-system"
-    publish(settings, key, report_files.full_system(action, set_id, error, detail))
-
-
-class FullRestoreRequest(BaseModel):
-    """The form for a full-system recovery in the Prefect UI."""
-
-    model_config = ConfigDict(frozen=True)
-
-    set_id: Choice = Field(
-        default=None,
-        description="The full-system backup to restore, chosen from the list (newest first: its time in WIB, "
-        "size, parts). 'newest full-system backup' takes the newest one.",
-    )
-    confirm: bool = Field(
-        default=False,
-        description="Required: the application files, the Docker images and the database are replaced by the "
-        "backup's. The current database is backed up first (see safety backup).",
-    )
-    app_dir: Text = Field(
-        default=None,
-        description="The folder the application files go to. Leave empty for SPPG_BACKUP_APP_DIR.",
-    )
-    target_url: DatabaseUrl = Field(
-        default=None,
-        description="The database to restore into, as postgresql://user@host:port/database. Leave empty for the "
-        "production database (SPPG_BACKUP_DATABASE_URL).",
-    )
-    safety_backup: bool = Field(
-        default=True,
-        description="Back up the current database before it is replaced (when it has data), to go back to.",
-    )
+    tell(settings, key, report_files.full_system(action, set_id, error, detail), entry)
 
 
 @task(name="choose-set", cache_policy=NO_CACHE, timeout_seconds=300)

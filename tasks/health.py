@@ -23,8 +23,9 @@ from sppg_backup.db.catalog import list_backups
 from sppg_backup.files import snapshots
 from sppg_backup.ops import health, metrics, notify, report, schedules, stopped
 from sppg_backup.settings import Settings
-from sppg_backup.tasks.common import destinations, publish
+from sppg_backup.tasks.common import destinations
 from sppg_backup.tasks.leftovers import leftovers
+from sppg_backup.tasks.reporting import tell
 
 
 @task(name="evaluate-health", cache_policy=NO_CACHE, timeout_seconds=600)
@@ -73,7 +74,7 @@ def evaluate_health(settings: Settings) -> list[health.Alert]:
 @task(name="report-health-failure", cache_policy=NO_CACHE)
 def report_health_failure(settings: Settings, error: BaseException) -> None:
     step = "fix the cause above: until this check runs, no alert about the backups can reach you"
-    publish(settings, "check-backup-health", report.run_failed("Backup health check", error, step))
+    tell(settings, "check-backup-health", report.run_failed("Backup health check", error, step))
 
 
 @task(name="notify-changes", cache_policy=NO_CACHE, timeout_seconds=300)
@@ -86,7 +87,7 @@ def announce_changes(settings: Settings, alerts: list[health.Alert]) -> None:
     for name in cleared:
         notify.send(settings.notify_urls, *report.alert_cleared(name), ok=True)
     health.save_state(storage, state)
-    publish(settings, "check-backup-health", report.health_report(alerts, settings.storage_url), send=False)
+    tell(settings, "check-backup-health", report.health_report(alerts, settings.storage_url), send=False)
     if started or cleared:
         get_run_logger().info("alerts started: %s; cleared: %s", [a.name for a in started], cleared)
 

@@ -8,75 +8,21 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, Field
 
 from sppg_backup.db import drill, dump, postgres, recovery, restore
 from sppg_backup.db.catalog import Manifest, read_manifest
+from sppg_backup.db.recovery import RestoreRequest
 from sppg_backup.errors import CheckFailed, NotFoundError
-from sppg_backup.forms import Choice, DatabaseUrl, WibTime
 from sppg_backup.ops import containers, report, scratch, stopped
 from sppg_backup.settings import Settings
 from sppg_backup.stream import growing
-from sppg_backup.tasks.common import audit, destinations, keyed_on, publish, retrying, who
+from sppg_backup.tasks.common import destinations, keyed_on, retrying, who
+from sppg_backup.tasks.reporting import Entry, tell
 from sppg_backup.tasks.verify import fetch, identities_for
-
-
-class RestoreRequest(BaseModel):
-    """What to restore, and where. Times are WIB (Asia/Jakarta) unless they name their zone."""
-
-    model_config = ConfigDict(frozen=True)
-
-    backup_id: Choice = Field(
-        default=None,
-        description="The backup to restore, chosen from the list (newest first: its time in WIB, size, whether "
-        "verification passed; SAFETY backups are the states saved before earlier restores). 'newest usable "
-        "backup' takes the newest one that did not fail verification (made before 'before', if given).",
-    )
-    before: WibTime = Field(
-        default=None,
-        description="Only with 'newest usable backup': take the newest backup made before this time, in WIB, e.g. "
-        "2026-12-01 10:30 (the second before a mistake). Leave empty for the newest of all.",
-    )
-    target_url: DatabaseUrl = Field(
-        default=None,
-        description="The database to restore into, as postgresql://user@host:port/database. Leave empty for the "
-        "production database (SPPG_BACKUP_DATABASE_URL). The password is taken from the settings when the server "
-        "and login match, so do not type it here.",
-    )
-    stop_services: list[str] = Field(
-        default=[],
-        description="Containers or Compose services (e.g. backend-1) to stop during the restore and start again "
-        "afterwards. Leave empty for those in SPPG_BACKUP_SERVICES.",
-    )
-    keep_services_running: bool = Field(
-        default=False,
-        description="Stop no service at all (for example when they are stopped already).",
-    )
-    confirm: bool = Field(
-        default=False,
-        description="Tick to replace a database that has data or connections. Without it such a restore stops "
-        "before changing anything; a dry run says whether it is needed.",
-    )
-    safety_backup: bool = Field(
-        default=True,
-        description="Back up the target as it is now before replacing it, to go back to if the restore was a "
-        "mistake. Leave ticked.",
-    )
-    dry_run: bool = Field(
-        default=False,
-        description="Only show what would happen (which backup, what is replaced, whether confirm is needed); "
-        "change nothing.",
-    )
 
 
 def target_url(settings: Settings, request: RestoreRequest) -> str:
     return recovery.target_url(settings.database_url, request.target_url, settings.target_password)
-
-
-def services_of(settings: Settings, request: RestoreRequest) -> list[str]:
-    if request.keep_services_running:
-        return []
-    return list(request.stop_services) or list(settings.services)
 
 
 @task(name="plan-restore", cache_policy=NO_CACHE, timeout_seconds=300)
@@ -84,7 +30,7 @@ def plan_restore(settings: Settings, request: RestoreRequest) -> recovery.Restor
     """Choose the backup, inspect the target, check the services exist; refuse without confirmation."""
     manifest = recovery.choose_backup(destinations(settings).storage, request.backup_id, request.before)
     identities_for(settings, manifest)  # a wrong or missing key fails before anything changes
-    names = services_of(settings, request)
+    names = request.services(settings.services)
     if names:
         containers.resolve(containers.connect(), names)  # an unknown name fails before anything stops
     reason = recovery.choice_reason(request.backup_id, request.before, False, settings.zone)
@@ -309,17 +255,18 @@ def report_restore(
     else:
         assert plan is not None
         text = report.restore_succeeded(plan, safety, kept, settings.zone)
-    if not request.dry_run or error is not None:
-        audit(
-            settings,
-            "restore",
-            plan.backup_id if plan else (request.backup_id or "-"),
-            "ok" if error is None else "failed",
-            database=plan.target.label if plan else None,
-            safety_backup=safety.id if safety else None,
-            error=str(error) if error else None,
-        )
-    publish(settings, "restore-database", text, send=not request.dry_run)
+    entry = Entry(
+        "restore",
+        plan.backup_id if plan else (request.backup_id or "-"),
+        "ok" if error is None else "failed",
+        {
+            "database": plan.target.label if plan else None,
+            "safety_backup": safety.id if safety else None,
+            "error": str(error) if error else None,
+        },
+    )
+    audited = entry if not request.dry_run or error is not None else None
+    tell(settings, "restore-database", text, audited, send=not request.dry_run)
     return {
         **(plan.model_dump(mode="json", exclude={"manifest"}) if plan else {}),
         "safety_backup_id": safety.id if safety else None,
@@ -340,4 +287,4 @@ def report_corruption(
 ) -> None:
     """The scenario's artifact; a failure is notified (a success was, by the restore-database run it started)."""
     told = report.corruption_recovery(errors, result, error, dry_run)
-    publish(settings, "recover-database-corruption", told, send=error is not None)
+    tell(settings, "recover-database-corruption", told, send=error is not None)

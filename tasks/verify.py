@@ -13,10 +13,11 @@ from sppg_backup.db import restore, verify
 from sppg_backup.db.catalog import Manifest
 from sppg_backup.display import human_size
 from sppg_backup.errors import CheckFailed
-from sppg_backup.ops import metrics, report
+from sppg_backup.ops import report
 from sppg_backup.settings import Settings
 from sppg_backup.stream import crypto, growing
-from sppg_backup.tasks.common import audit, destinations, publish
+from sppg_backup.tasks.common import destinations
+from sppg_backup.tasks.reporting import Entry, Measures, tell
 
 
 def server_url(settings: Settings) -> str:
@@ -87,20 +88,26 @@ def record_verification(
     finished = datetime.now(UTC)
     result = verify.outcome(failure, started, finished)
     backup_id = manifest.id if manifest else "-"
+    problems = []
     if manifest is not None:
         try:
             verify.record(destinations(settings).all, manifest, result)
         except Exception as exc:  # told below all the same; never hides the verdict itself
             get_run_logger().error("cannot store the verification result with %s: %s", backup_id, exc)
-    metrics.record(
-        {"kind": "db"},
-        {"backup_verification_status": 0 if failure else 1, "backup_last_verification_timestamp": finished.timestamp()},
-        settings.metrics_file,
-        settings.pushgateway_url,
+            problems.append(f"the result is not stored with the backup's manifest ({exc})")
+    measures = {
+        "backup_verification_status": 0 if failure else 1,
+        "backup_last_verification_timestamp": finished.timestamp(),
+    }
+    tell(
+        settings,
+        "verify-backup",
+        report.verification_report(backup_id, result, settings.storage_url, settings.zone),
+        Entry("verify", backup_id, result.status, {"check": result.check, "detail": result.detail}),
+        Measures({"kind": "db"}, measures),
+        send=failure is not None,
+        problems=problems,
     )
-    audit(settings, "verify", backup_id, result.status, check=result.check, detail=result.detail)
-    told = report.verification_report(backup_id, result, settings.storage_url, settings.zone)
-    publish(settings, "verify-backup", told, send=failure is not None)
     return {"backup_id": backup_id, **result.model_dump(mode="json")}
 
 
@@ -109,11 +116,11 @@ def report_verify_error(settings: Settings, manifest: Manifest | None, error: Ba
     """The run failed before judging the backup (its key, scratch space, server): told, audited, and the backup's
     record left as it was."""
     backup_id = manifest.id if manifest else "-"
-    audit(settings, "verify", backup_id, "error", detail=str(error))
     step = (
         f"fix the cause above and run `sppg-backup verify {manifest.id}`; the backup itself was not judged and "
         "keeps its verification status"
         if manifest
         else "fix the cause above and run `sppg-backup verify --latest`"
     )
-    publish(settings, "verify-backup", report.run_failed("Verification", error, step))
+    entry = Entry("verify", backup_id, "error", {"detail": str(error)})
+    tell(settings, "verify-backup", report.run_failed("Verification", error, step), entry)

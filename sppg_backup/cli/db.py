@@ -75,8 +75,8 @@ def restore_db(
         fail(ConfigError("give one of BACKUP_ID, --latest, --before"))
     from datetime import datetime
 
+    from sppg_backup.db.recovery import RestoreRequest
     from sppg_backup.flows.restore_database import restore_database
-    from sppg_backup.tasks.restore import RestoreRequest
 
     moment = None
     if before:

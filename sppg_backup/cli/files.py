@@ -137,8 +137,8 @@ def restore_files_command(
     given.settings()
     if snapshot and as_of:
         fail(ConfigError("give --snapshot or --as-of, not both"))
+    from sppg_backup.files.restore import FilesRestoreRequest
     from sppg_backup.flows.restore_files import restore_files
-    from sppg_backup.tasks.files import FilesRestoreRequest
 
     request = FilesRestoreRequest(
         target=str(target.resolve()),
@@ -166,8 +166,8 @@ def restore_config_command(
     given.settings()
     if sum(bool(x) for x in (snapshot_id, snapshot, latest)) > 1:
         fail(ConfigError("give one of a snapshot id, --snapshot or --latest"))
+    from sppg_backup.files.restore import FilesRestoreRequest
     from sppg_backup.flows.restore_files import restore_config
-    from sppg_backup.tasks.files import FilesRestoreRequest
 
     request = FilesRestoreRequest(
         target=str(target.resolve()), snapshot_id=snapshot_id or snapshot, path=path, overwrite=overwrite

@@ -45,7 +45,7 @@ def restore_full_command(
     if set_id and latest:
         fail(ConfigError("give a backup id or --latest, not both"))
     from sppg_backup.flows.restore_full_system import restore_full_system
-    from sppg_backup.tasks.full import FullRestoreRequest
+    from sppg_backup.full.system import FullRestoreRequest
 
     request = FullRestoreRequest(
         set_id=set_id,

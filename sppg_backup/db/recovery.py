@@ -9,12 +9,13 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from sppg_backup.db import postgres, restore, scratch_db
 from sppg_backup.db.catalog import Manifest, list_backups, read_manifest
 from sppg_backup.display import shown_time
 from sppg_backup.errors import CheckFailed, NotFoundError, PermanentError
+from sppg_backup.forms import Choice, DatabaseUrl, WibTime
 from sppg_backup.storage import Storage
 from sppg_backup.stream.growing import GrowingFile
 
@@ -217,3 +218,57 @@ def restore_replacing(
         if exists and not keep_old:
             conn.execute(f'DROP DATABASE "{old}" WITH (FORCE)')
     return old if exists and keep_old else None
+
+
+class RestoreRequest(BaseModel):
+    """What to restore, and where. Times are WIB (Asia/Jakarta) unless they name their zone."""
+
+    model_config = ConfigDict(frozen=True)
+
+    backup_id: Choice = Field(
+        default=None,
+        description="The backup to restore, chosen from the list (newest first: its time in WIB, size, whether "
+        "verification passed; SAFETY backups are the states saved before earlier restores). 'newest usable "
+        "backup' takes the newest one that did not fail verification (made before 'before', if given).",
+    )
+    before: WibTime = Field(
+        default=None,
+        description="Only with 'newest usable backup': take the newest backup made before this time, in WIB, e.g. "
+        "2026-12-01 10:30 (the second before a mistake). Leave empty for the newest of all.",
+    )
+    target_url: DatabaseUrl = Field(
+        default=None,
+        description="The database to restore into, as postgresql://user@host:port/database. Leave empty for the "
+        "production database (SPPG_BACKUP_DATABASE_URL). The password is taken from the settings when the server "
+        "and login match, so do not type it here.",
+    )
+    stop_services: list[str] = Field(
+        default=[],
+        description="Containers or Compose services (e.g. backend-1) to stop during the restore and start again "
+        "afterwards. Leave empty for those in SPPG_BACKUP_SERVICES.",
+    )
+    keep_services_running: bool = Field(
+        default=False,
+        description="Stop no service at all (for example when they are stopped already).",
+    )
+    confirm: bool = Field(
+        default=False,
+        description="Tick to replace a database that has data or connections. Without it such a restore stops "
+        "before changing anything; a dry run says whether it is needed.",
+    )
+    safety_backup: bool = Field(
+        default=True,
+        description="Back up the target as it is now before replacing it, to go back to if the restore was a "
+        "mistake. Leave ticked.",
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Only show what would happen (which backup, what is replaced, whether confirm is needed); "
+        "change nothing.",
+    )
+
+    def services(self, configured: list[str]) -> list[str]:
+        """The services to stop: none when asked to keep them running, else those named, else `configured`."""
+        if self.keep_services_running:
+            return []
+        return list(self.stop_services) or list(configured)

@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from sppg_backup import keys
 from sppg_backup.errors import CheckFailed, PermanentError
 from sppg_backup.files.blobs import BlobStore, file_sha256
 from sppg_backup.files.snapshots import Node, Snapshot, SnapshotKind, list_snapshots, read_index, select, unsafe_path
+from sppg_backup.forms import Choice, Text, WibTime
 from sppg_backup.storage import Storage
 from sppg_backup.stream.safe_tar import SETID
 
@@ -253,3 +254,33 @@ def history(storage: Storage, kind: SnapshotKind, identities: list[Any], path: s
             f"{'nginx/erp.conf' if kind == 'config' else '2024/12/01/invoice.pdf'}"
         )
     return found
+
+
+class FilesRestoreRequest(BaseModel):
+    """What the engineer fills in to get files back (the Prefect UI shows these fields as a form)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    target: Text = Field(
+        default=None,
+        description="Required: the folder to restore into, e.g. /tmp/restored to look first, or the live folder "
+        "(/opt/erp-sppg/uploads) with overwrite ticked. Nothing is written outside it.",
+    )
+    snapshot_id: Choice = Field(
+        default=None,
+        description="The snapshot to restore, chosen from the list (newest first: its time in WIB, files, size). "
+        "'newest snapshot' takes the newest one, or the newest taken at or before 'as of'.",
+    )
+    as_of: WibTime = Field(
+        default=None,
+        description="Only with 'newest snapshot': the newest snapshot taken at or before this time, in WIB, e.g. "
+        "2026-12-01 10:30. Leave empty for the newest of all.",
+    )
+    path: Text = Field(
+        default=None,
+        description="Only this file or folder, as inside the snapshot (e.g. 2024/12/01/invoice.pdf). Leave empty "
+        "for everything.",
+    )
+    overwrite: bool = Field(
+        default=False, description="Replace files that already exist in the target (otherwise they are kept)."
+    )

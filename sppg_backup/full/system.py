@@ -14,15 +14,19 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sppg_backup import keys
 from sppg_backup.claims import free_id, release_id
+from sppg_backup.db.catalog import Manifest
 from sppg_backup.errors import BackupError, CheckFailed, NotFoundError, PermanentError
+from sppg_backup.files.snapshots import Snapshot
+from sppg_backup.forms import Choice, DatabaseUrl, Text
 from sppg_backup.storage import Storage, get_bytes, put_bytes
 from sppg_backup.stream import pipes, safe_tar
 from sppg_backup.stream.pack import store_packed, unpack
@@ -225,6 +229,39 @@ def backup_image(storage: Storage, set_id: str, client: Any, ref: str, recipient
     return Part(name=ref, kind="image", key=key, size=size, sha256=sha)
 
 
+@dataclass(frozen=True)
+class Taken:
+    """What a full-system run has stored: the set's id and start, its database backup, its parts, its
+    configuration snapshot, and what the settings named."""
+
+    set_id: str
+    started: datetime
+    database: Manifest
+    parts: list[Part]
+    config: Snapshot | None
+    app_dir: Path | None
+    images: list[str]
+
+
+def assemble(taken: Taken, finished: datetime, encrypted: bool, created_by: dict[str, str]) -> FullSet:
+    """The set's manifest: the database backup first, the parts, then the configuration snapshot."""
+    everything = [Part(name="database", kind="database", ref=taken.database.id, size=taken.database.size)]
+    everything += taken.parts
+    if taken.config is not None:
+        everything.append(Part(name="config", kind="config", ref=taken.config.id, size=taken.config.bytes))
+    return FullSet(
+        id=taken.set_id,
+        created_at=taken.started,
+        finished_at=finished,
+        duration_seconds=round((finished - taken.started).total_seconds(), 3),
+        app_dir=str(taken.app_dir) if taken.app_dir else None,
+        images=list(taken.images),
+        parts=everything,
+        encryption="age" if encrypted else "none",
+        created_by=created_by,
+    )
+
+
 def publish(storage: Storage, full: FullSet) -> None:
     put_bytes(storage, manifest_key(full.id), full.model_dump_json(indent=2).encode())
     release_id(storage, manifest_key(full.id))
@@ -349,3 +386,33 @@ def load_image(stored: Path, identities: list[Any], client: Any, ref: str) -> st
         if ref in image.tags:
             return str(image.id)
     raise CheckFailed("docker load", f"docker load did not bring back {ref}")
+
+
+class FullRestoreRequest(BaseModel):
+    """The form for a full-system recovery in the Prefect UI."""
+
+    model_config = ConfigDict(frozen=True)
+
+    set_id: Choice = Field(
+        default=None,
+        description="The full-system backup to restore, chosen from the list (newest first: its time in WIB, "
+        "size, parts). 'newest full-system backup' takes the newest one.",
+    )
+    confirm: bool = Field(
+        default=False,
+        description="Required: the application files, the Docker images and the database are replaced by the "
+        "backup's. The current database is backed up first (see safety backup).",
+    )
+    app_dir: Text = Field(
+        default=None,
+        description="The folder the application files go to. Leave empty for SPPG_BACKUP_APP_DIR.",
+    )
+    target_url: DatabaseUrl = Field(
+        default=None,
+        description="The database to restore into, as postgresql://user@host:port/database. Leave empty for the "
+        "production database (SPPG_BACKUP_DATABASE_URL).",
+    )
+    safety_backup: bool = Field(
+        default=True,
+        description="Back up the current database before it is replaced (when it has data), to go back to.",
+    )

@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from sppg_backup.db import postgres
+from sppg_backup.db.recovery import RestoreRequest
 from sppg_backup.ops import metrics, notify
-from sppg_backup.tasks.restore import RestoreRequest
 from tests.dbcheck import drop, table_contents
 from tests.helpers import cli
 

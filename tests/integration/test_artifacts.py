@@ -77,3 +77,16 @@ def test_the_daily_flows_report_failure_in_an_artifact_with_a_next_step(
         state, title, text = report_of(flow)
         assert state == "FAILED" and "FAILED" in title, (flow.name, title)
         assert "not-a-folder" in text and "Next step" in text, text
+
+
+def test_an_audit_trail_that_cannot_be_written_is_said_and_never_hides_the_outcome(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "gone").write_text("")  # a file where the audit log's folder should be: no record can be written
+    monkeypatch.setenv("SPPG_BACKUP_AUDIT_LOG", str(tmp_path / "gone" / "audit.jsonl"))
+    state, title, text = report_of(backup_database)
+    assert state == "COMPLETED" and "Backup OK" in title and "the audit record was not written" in text
+    monkeypatch.setenv("SPPG_BACKUP_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/erp_sppg")
+    state, title, text = report_of(backup_database)
+    assert state == "FAILED" and "FAILED" in title and "127.0.0.1:1" in text
+    assert "the audit record was not written" in text

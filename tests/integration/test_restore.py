@@ -17,13 +17,13 @@ import pytest
 
 from sppg_backup.db import postgres
 from sppg_backup.db.catalog import list_backups
+from sppg_backup.db.recovery import RestoreRequest
 from sppg_backup.errors import CheckFailed, ConfigError, NotFoundError, TransientError
 from sppg_backup.flows.backup_database import backup_database
 from sppg_backup.flows.restore_database import restore_database
 from sppg_backup.sandbox.clusters import fill_sample
 from sppg_backup.storage.local import LocalStorage
 from sppg_backup.stream.crypto import generate_key_file
-from sppg_backup.tasks.restore import RestoreRequest
 from tests.dbcheck import table_contents
 from tests.helpers import free_port
 

@@ -10,11 +10,11 @@ from prefect.utilities.callables import parameter_schema
 from pydantic import ValidationError
 
 from sppg_backup import flows
+from sppg_backup.db.recovery import RestoreRequest
+from sppg_backup.files.restore import FilesRestoreRequest
 from sppg_backup.forms import NEWEST, NEWEST_SET, WIB, parse_time
+from sppg_backup.full.system import FullRestoreRequest
 from sppg_backup.tasks.choices import MENUS, with_choices
-from sppg_backup.tasks.files import FilesRestoreRequest
-from sppg_backup.tasks.full import FullRestoreRequest
-from sppg_backup.tasks.restore import RestoreRequest
 
 
 def schema(flow: object = None) -> dict:  # type: ignore[type-arg]

@@ -1,0 +1,69 @@
+"""The one reporter: audit record, metrics, the run's artifact and the notification, in that order. Each part is
+guarded: reporting never hides the outcome it reports, and a part that failed is said in the report instead of
+being claimed."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact
+
+from sppg_backup.ops import metrics, notify
+from sppg_backup.ops.report import Report
+from sppg_backup.settings import Settings
+from sppg_backup.tasks.common import audit_trail, destinations
+
+log = logging.getLogger("sppg_backup.report")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One audit record: who is added by the trail."""
+
+    action: str
+    subject: str
+    status: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Measures:
+    """Metrics to set, all with the same labels (e.g. kind=db)."""
+
+    labels: dict[str, str]
+    values: dict[str, float]
+
+
+def tell(
+    settings: Settings,
+    key: str,
+    told: Report | None,
+    entry: Entry | None = None,
+    measures: Measures | None = None,
+    send: bool = True,
+    problems: list[str] | None = None,
+) -> None:
+    """Audit `entry`, set `measures`, then `told` as the artifact under `key` (its history in the UI) and, with
+    `send`, the notification; `problems` are what the caller could not do. None of it raises."""
+    problems = list(problems or [])
+    if entry is not None:
+        try:
+            trail = audit_trail(settings, destinations(settings))
+            trail.record(entry.action, entry.subject, entry.status, **entry.details)
+        except Exception as exc:
+            log.warning("cannot write the audit trail: %s", exc)
+            problems.append(f"the audit record was not written ({exc})")
+    if measures is not None:
+        metrics.record(measures.labels, measures.values, settings.metrics_file, settings.pushgateway_url)
+    if told is None:
+        return
+    if problems:
+        told = replace(told, summary=told.summary + "\nWarning: " + "; ".join(problems))
+    try:
+        create_markdown_artifact(key=key, markdown=told.markdown(), description=told.title)
+    except Exception as exc:
+        log.warning("could not create the %s artifact: %s", key, exc)
+    if send and not notify.send(settings.notify_urls, told.title, told.text(), ok=told.ok):
+        log.warning("the notification %r did not reach every channel", told.title)
