@@ -122,7 +122,7 @@ def report_failure(settings: Settings, error: BaseException, listed: Manifest | 
         settings,
         "backup-database",
         report.backup_failed(error, database, settings.storage_url, listed),
-        Entry("backup", listed.id if listed else "-", "failed", {"error": str(error)}),
+        Entry("backup", listed.id if listed else "-", "failed", {"error": str(error)}, to_storage=False),
         Measures(
             {"kind": "db"},
             {"backup_last_failure_timestamp": datetime.now(UTC).timestamp(), "backup_last_run_success": 0},

@@ -20,16 +20,6 @@ from sppg_backup.tasks.common import audit_trail, destinations, who
 from sppg_backup.tasks.reporting import Entry, Measures, tell
 
 
-def sources(settings: Settings, kind: snapshots.SnapshotKind) -> list[snapshots.Source]:
-    if kind == "config":
-        if not settings.config_paths:
-            raise ConfigError("bad setting SPPG_BACKUP_CONFIG_PATHS: empty; name the files and folders to keep")
-        return snapshots.config_sources(settings.config_paths, settings.app_dir)
-    if settings.uploads_dir is None or not settings.uploads_dir.is_dir():
-        raise ConfigError(f"bad setting SPPG_BACKUP_UPLOADS_DIR: {settings.uploads_dir or '(empty)'} is not a folder")
-    return [snapshots.Source(settings.uploads_dir, "")]
-
-
 def identities(settings: Settings) -> list[Any]:
     """The private keys that read encrypted snapshots and backups."""
     return crypto.identities_from(settings.age_identity_file)
@@ -45,7 +35,7 @@ def take_snapshot(
     snap = snapshots.take(
         storage,
         kind,
-        sources(settings, kind),
+        snapshots.sources(settings, kind),
         settings.require_recipients(),
         settings.state_dir,
         snap_id,
@@ -81,7 +71,8 @@ def report_snapshot(
 ) -> None:
     """Audit and metrics always; a notification on failure or when files had to be skipped."""
     status = "failed" if error else ("partial" if snap and snap.skipped else "ok")
-    entry = Entry(f"{action}.{kind}", snap.id if snap else "-", status, {"error": str(error) if error else None})
+    details = {"error": str(error) if error else None}
+    entry = Entry(f"{action}.{kind}", snap.id if snap else "-", status, details, to_storage=False)
     if action != "backup":
         told = report_files.snapshot_failed(kind, error, action) if error else None
         tell(settings, f"prune-{kind}-snapshots", told, entry)

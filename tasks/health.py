@@ -43,19 +43,10 @@ def evaluate_health(settings: Settings) -> list[health.Alert]:
         files = health.files_alert(snapshots.newest_time(dest.storage, "files"), now)
         alerts += [files] if files else []
     alerts += schedule_alerts(settings, now)
-    alerts += [
-        health.Alert(
-            "services_left_stopped",
-            f"{left.names} stopped since {report.shown_time(left.at, settings.zone)} by a run (pid {left.pid}) that "
-            "ended without starting them again",
-        )
-        for left in stopped.abandoned(settings.state_dir)
-    ]
+    alerts += [health.stopped_alert(left, settings.zone) for left in stopped.abandoned(settings.state_dir)]
     servers = (settings.database_url, settings.verify_database_url or settings.database_url)
     left = leftovers(settings, uploads=True, servers=servers, remove=False)
-    if left:
-        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
-        alerts.append(health.Alert("leftovers", f"{len(left)} things left by killed runs: {shown}"))
+    alerts += [health.leftovers_alert(left)] if left else []
     for usage in usages:
         metrics.record(
             {"location": usage.location},

@@ -20,12 +20,14 @@ log = logging.getLogger("sppg_backup.report")
 
 @dataclass(frozen=True)
 class Entry:
-    """One audit record: who is added by the trail."""
+    """One audit record: who is added by the trail. `to_storage`: copied to storage too (not when reporting a
+    failure the storage may be the cause of: the local record is enough and says it once)."""
 
     action: str
     subject: str
     status: str
     details: dict[str, Any] = field(default_factory=dict)
+    to_storage: bool = True
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def tell(
     problems = list(problems or [])
     if entry is not None:
         try:
-            trail = audit_trail(settings, destinations(settings))
+            trail = audit_trail(settings, destinations(settings) if entry.to_storage else None)
             trail.record(entry.action, entry.subject, entry.status, **entry.details)
         except Exception as exc:
             log.warning("cannot write the audit trail: %s", exc)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import threading
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import zstandard
 
@@ -20,8 +19,6 @@ from sppg_backup.storage import Storage
 from sppg_backup.stream import pipes
 from sppg_backup.stream.growing import GrowingFile, Tracking
 from sppg_backup.stream.pack import unpack
-
-T = TypeVar("T")
 
 
 def fetch_dump(
@@ -137,27 +134,6 @@ def restore_archive(
     """pg_restore into an existing database, in parallel, stopping at the first error; with `grown`, while the
     archive is still being written."""
     streamed_restore.restore(url, archive, grown or GrowingFile.complete(archive), pg_restore, jobs, check)
-
-
-def fetch_and_restore(
-    storage: Storage, manifest: Manifest, identities: list[Any], archive: Path, restore_into: Callable[[GrowingFile], T]
-) -> T:
-    """Download into `archive` in a thread while `restore_into` restores from it as it grows."""
-    grown = GrowingFile(archive)
-
-    def fetch() -> None:
-        try:
-            fetch_dump(storage, manifest, identities, archive, grown)
-        except BaseException as exc:  # the reader gets the error through `grown`
-            grown.fail(exc)
-            archive.unlink(missing_ok=True)
-
-    thread = threading.Thread(target=fetch, name="fetch", daemon=True)
-    thread.start()
-    try:
-        return restore_into(grown)
-    finally:
-        thread.join()
 
 
 def compare_rows(url: str, expected: dict[str, int]) -> None:

@@ -27,8 +27,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sppg_backup import keys
 from sppg_backup.claims import free_id, release_id
-from sppg_backup.errors import BackupError, NotFoundError, PermanentError
+from sppg_backup.errors import BackupError, ConfigError, NotFoundError, PermanentError
 from sppg_backup.files.blobs import BlobStore, ChangedWhileReading, file_sha256
+from sppg_backup.settings import Settings
 from sppg_backup.storage import Storage, get_bytes, put_bytes
 
 SnapshotKind = Literal["files", "config"]
@@ -485,3 +486,14 @@ def select(nodes: list[Node], prefix: str | None, snapshot: str = "the snapshot"
 def unsafe_path(path: str) -> bool:
     parts = path.split("/")
     return not path or path.startswith("/") or "\0" in path or any(p in ("", ".", "..") for p in parts)
+
+
+def sources(settings: Settings, kind: SnapshotKind) -> list[Source]:
+    """What a snapshot of `kind` reads: CONFIG_PATHS (names inside APP_DIR kept relative), or UPLOADS_DIR."""
+    if kind == "config":
+        if not settings.config_paths:
+            raise ConfigError("bad setting SPPG_BACKUP_CONFIG_PATHS: empty; name the files and folders to keep")
+        return config_sources(settings.config_paths, settings.app_dir)
+    if settings.uploads_dir is None or not settings.uploads_dir.is_dir():
+        raise ConfigError(f"bad setting SPPG_BACKUP_UPLOADS_DIR: {settings.uploads_dir or '(empty)'} is not a folder")
+    return [Source(settings.uploads_dir, "")]

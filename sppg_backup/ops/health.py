@@ -7,11 +7,13 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sppg_backup import keys
 from sppg_backup.db.catalog import Manifest
-from sppg_backup.display import human_size
+from sppg_backup.display import human_size, shown_time
 from sppg_backup.errors import NotFoundError
+from sppg_backup.ops.stopped import Record
 from sppg_backup.storage import Storage, get_bytes, put_bytes
 
 STATE_KEY = keys.HEALTH_STATE
@@ -101,6 +103,19 @@ def evaluate(backups: list[Manifest], now: datetime, usages: list[Usage], limits
                 )
             )
     return alerts
+
+
+def stopped_alert(left: Record, zone: ZoneInfo) -> Alert:
+    return Alert(
+        "services_left_stopped",
+        f"{left.names} stopped since {shown_time(left.at, zone)} by a run (pid {left.pid}) that ended without "
+        "starting them again",
+    )
+
+
+def leftovers_alert(left: list[str]) -> Alert:
+    shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+    return Alert("leftovers", f"{len(left)} things left by killed runs: {shown}")
 
 
 def load_state(storage: Storage) -> dict[str, dict[str, str]]:

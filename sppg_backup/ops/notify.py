@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl, urlsplit
 
-import apprise
-
 from sppg_backup.settings import mask_url
 
 log = logging.getLogger(__name__)
@@ -44,6 +42,8 @@ def send(urls: list[str], title: str, body: str, ok: bool) -> bool:
     """Send to every URL; returns True when all were delivered. Errors are logged, not raised."""
     if not urls:
         return True
+    import apprise  # a run with nothing to notify does not pay for loading every plugin
+
     sender = apprise.Apprise()
     delivered = True
     for url in urls:
