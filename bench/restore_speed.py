@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import timed
 from sppg_backup.db import (
+    catalog,
     dump,
     postgres,
 )
@@ -65,7 +66,7 @@ def main() -> None:
         settings = load_settings(local_dir=None)
         dest = destinations.open_destinations(settings)
         manifest = dump.dump(settings, dest, dump.reserve_id(dest.storage, datetime.now(UTC)))
-        dump.publish(dest, manifest)
+        catalog.publish(dest, manifest)
         stored = out / "storage" / manifest.data_key
         conninfo, env = postgres.libpq_env(url)
         env.update(env_vars)

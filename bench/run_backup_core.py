@@ -6,13 +6,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sppg_backup.db import dump
+from sppg_backup.db import catalog, dump
 from sppg_backup.settings import load_settings
 from sppg_backup.storage import destinations
 
 settings = load_settings()
 dest = destinations.open_destinations(settings)
 manifest = dump.dump(settings, dest, dump.reserve_id(dest.storage, datetime.now(UTC)))
-dump.check_copies(dest, manifest)
-dump.publish(dest, manifest)
+catalog.check_copies(dest, manifest)
+catalog.publish(dest, manifest)
 print(f"  {manifest.id}: {manifest.size / 1e6:.0f} MB in {manifest.duration_seconds:.1f} s", file=sys.stderr)

@@ -20,6 +20,7 @@ CLAIM_SUFFIX = ".reserved"
 EXTENSIONS = {"zstd": "zst", "gzip": "gz"}
 BACKUP_PREFIX = "erp_sppg_backup_"
 FULL_PREFIX = "erp_sppg_full_"
+BASE_PREFIX = "erp_sppg_base_"
 HEALTH_STATE = "health/state.json"
 DRILLS = "drills/"
 
@@ -52,6 +53,15 @@ def backup_data(kind: str, backup: str, compression: str, encrypted: bool) -> st
 def manifest(kind: str, item: str) -> str:
     """The manifest of a backup (kind db) or a snapshot (kind files, config)."""
     return f"{kind}/{item}{MANIFEST_SUFFIX}"
+
+
+def base_id(now: datetime) -> str:
+    return BASE_PREFIX + _stamp(now)
+
+
+def base_data(backup: str, compression: str, encrypted: bool) -> str:
+    """A base backup: pg_basebackup's tar, compressed, encrypted."""
+    return f"base/{backup}.tar.{EXTENSIONS[compression]}" + (".age" if encrypted else "")
 
 
 # --- snapshots of files and configuration ---
@@ -114,4 +124,10 @@ def drill_report(report: str) -> str:
     return f"{DRILLS}{report}.json"
 
 
-CLAIMED = ("db/" + BACKUP_PREFIX, "full/" + FULL_PREFIX, snapshot_prefix("files"), snapshot_prefix("config"))
+CLAIMED = (
+    "db/" + BACKUP_PREFIX,
+    "base/" + BASE_PREFIX,
+    "full/" + FULL_PREFIX,
+    snapshot_prefix("files"),
+    snapshot_prefix("config"),
+)

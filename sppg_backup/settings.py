@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     scheduled_flows: CommaList = ["backup-database", "verify-backup"]
     target_password: str | None = None  # for a restore target on another server or login than DATABASE_URL
     restore_setid_bits: bool = False  # setuid/setgid bits read from storage are dropped unless this is set
+    # Point-in-time recovery: base backups and WAL over a replication connection (the role needs REPLICATION).
+    pitr: bool = False  # set up: the weekly base backup runs (scheduled runs skip it otherwise)
+    replication_url: str | None = None  # default DATABASE_URL
+    replication_slot: str = Field("sppg_backup", pattern=r"^[a-z0-9_]{1,63}$")
+    wal_dir: Path | None = None  # the receiver's local spool; default STATE_DIR/wal
+    wal_upload_interval_seconds: int = Field(10, ge=1)  # the segment being written reaches storage this often
 
     _split = field_validator(
         "age_recipients",
@@ -143,7 +149,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value or None
 
-    @field_validator("database_url", "verify_database_url")
+    @field_validator("database_url", "verify_database_url", "replication_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -194,7 +200,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
-    @field_validator("state_dir", "scratch_dir", "local_dir", "uploads_dir", "app_dir")
+    @field_validator("state_dir", "scratch_dir", "local_dir", "uploads_dir", "app_dir", "wal_dir")
     @classmethod
     def _a_folder(cls, value: Path | None) -> Path | None:
         if value is not None and value.exists() and not value.is_dir():
@@ -232,6 +238,15 @@ class Settings(BaseSettings):
         """Where runs keep decrypted dumps and downloads: SCRATCH_DIR, else STATE_DIR/scratch (not the system
         temp folder, which a reboot may clear under a run that is to be retried)."""
         return self.scratch_dir or self.state_dir / "scratch"
+
+    @property
+    def replication_target(self) -> str:
+        """Where base backups and WAL come from: REPLICATION_URL, else DATABASE_URL."""
+        return self.replication_url or self.database_url
+
+    @property
+    def wal_spool(self) -> Path:
+        return self.wal_dir or self.state_dir / "wal"
 
     @property
     def audit_path(self) -> Path | None:
@@ -312,7 +327,7 @@ def masked(settings: Settings) -> dict[str, Any]:
     """The effective settings as plain values, secrets masked, for `config show`."""
     shown: dict[str, Any] = {}
     for name, value in settings.model_dump().items():
-        if name in ("database_url", "verify_database_url", "pushgateway_url") and value:
+        if name in ("database_url", "verify_database_url", "replication_url", "pushgateway_url") and value:
             value = mask_url(value)
         elif name == "target_password" and value:
             value = "***"

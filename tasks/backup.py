@@ -8,7 +8,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from sppg_backup.db import dump
+from sppg_backup.db import catalog, dump
 from sppg_backup.db.catalog import Manifest, previous_size
 from sppg_backup.db.postgres import parse
 from sppg_backup.db.prune import PruneResult, prune
@@ -49,10 +49,10 @@ def publish_backup(settings: Settings, manifest: Manifest) -> Manifest:
     """
     dest = destinations(settings)
     try:
-        dump.check_copies(dest, manifest)
-        dump.publish(dest, manifest)
+        catalog.check_copies(dest, manifest)
+        catalog.publish(dest, manifest)
     except PermanentError:
-        dump.discard(dest, manifest)
+        catalog.discard(dest, manifest)
         raise
     get_run_logger().info("backup %s verified and listed", manifest.id)
     return manifest

@@ -9,7 +9,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from sppg_backup.db import drill, dump, postgres, recovery, restore
+from sppg_backup.db import catalog, drill, dump, postgres, recovery, restore
 from sppg_backup.db.catalog import Manifest, read_manifest
 from sppg_backup.db.recovery import RestoreRequest
 from sppg_backup.errors import CheckFailed, NotFoundError
@@ -66,8 +66,8 @@ def safety_backup(settings: Settings, url: str, plan: recovery.RestorePlan) -> M
         purpose="safety",
         note=f"state of {plan.target.database} before restoring {plan.backup_id}",
     )
-    dump.check_copies(dest, manifest)
-    dump.publish(dest, manifest)
+    catalog.check_copies(dest, manifest)
+    catalog.publish(dest, manifest)
     get_run_logger().info("safety backup %s of %s stored", manifest.id, plan.target.label)
     return manifest
 

@@ -15,7 +15,7 @@ from sppg_backup.display import human_size, shown_time
 @app.command("list")
 def list_command(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Option(help="Kind of backup: db, files, config or full.")] = "db",
+    kind: Annotated[str, typer.Option(help="Kind of backup: db, base, files, config or full.")] = "db",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List backups from storage alone (manifests), newest last."""
@@ -24,8 +24,8 @@ def list_command(
     from sppg_backup.display import human_size
 
     settings = given.settings()
-    if kind not in ("db", "files", "config", "full"):
-        err.print(f"[red]error:[/red] unknown kind {kind!r}: use db, files, config or full")
+    if kind not in ("db", "base", "files", "config", "full"):
+        err.print(f"[red]error:[/red] unknown kind {kind!r}: use db, base, files, config or full")
         raise typer.Exit(2)
     storage = given.run(existing_storage, settings)
     if kind in ("files", "config"):
@@ -39,7 +39,8 @@ def list_command(
         print(to_json(listing))
         return
     table = Table(title=f"Backups in {settings.storage_url}")
-    for column in ("id", f"created ({settings.timezone})", "size", "tables", "encryption", "verified", "purpose"):
+    contents = "WAL (timeline)" if kind == "base" else "tables"
+    for column in ("id", f"created ({settings.timezone})", "size", contents, "encryption", "verified", "purpose"):
         table.add_column(column)
     for m in listing.backups:
         verified = "yes" if m.verified else (f"[red]FAILED[/red] ({m.verification.check})" if m.verification else "-")
@@ -48,7 +49,9 @@ def list_command(
             m.id,
             shown_time(m.created_at, settings.zone),
             human_size(m.size),
-            str(len(m.tables)),
+            f"{m.physical.start_lsn}..{m.physical.end_lsn} ({m.physical.timeline})"
+            if m.physical
+            else str(len(m.tables)),
             m.encryption,
             verified,
             purpose,

@@ -12,11 +12,13 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sppg_backup import keys
+from sppg_backup.claims import release_id
 from sppg_backup.display import human_size
 from sppg_backup.errors import BackupError, NotFoundError, PermanentError
 from sppg_backup.storage import Storage, get_bytes, put_bytes
+from sppg_backup.storage.destinations import Destinations
 
-Kind = Literal["db", "files", "config", "full"]
+Kind = Literal["db", "base", "files", "config", "full"]
 
 
 class Source(BaseModel):
@@ -34,6 +36,19 @@ class Verification(BaseModel):
     check: str | None = None
     detail: str = ""
     duration_seconds: float = 0.0
+
+
+class Physical(BaseModel):
+    """What a base backup is of and where its WAL starts and ends (pg_basebackup's own facts)."""
+
+    model_config = ConfigDict(frozen=True)
+    system_identifier: str
+    timeline: int
+    start_lsn: str
+    end_lsn: str
+    start_wal: str  # the first WAL segment it needs
+    wal_included: bool = True  # the WAL from start to end is inside the tar: consistent without the archive
+    pg_basebackup_version: str = ""
 
 
 class Manifest(BaseModel):
@@ -63,6 +78,7 @@ class Manifest(BaseModel):
     purpose: Literal["backup", "safety"] = "backup"  # safety: the target's state taken before a restore
     note: str = ""
     verification: Verification | None = None
+    physical: Physical | None = None  # kind base only
 
     @property
     def verified(self) -> bool:
@@ -176,3 +192,28 @@ def to_json(listing: Listing) -> str:
         },
         indent=2,
     )
+
+
+def check_copies(dest: Destinations, manifest: Manifest) -> None:
+    """Every stored copy is there with the size and sha256 recorded while writing."""
+    for storage in dest.all:
+        info = storage.stat(manifest.data_key)
+        if info.size != manifest.size or (info.sha256 and info.sha256 != manifest.sha256):
+            raise PermanentError(
+                f"backup {manifest.id}: {storage.describe(manifest.data_key)} has {info.size} bytes "
+                f"sha256 {info.sha256}, expected {manifest.size} bytes sha256 {manifest.sha256}"
+            )
+
+
+def publish(dest: Destinations, manifest: Manifest) -> None:
+    """Write the manifest beside every copy, the configured storage's last: from then on the backup exists."""
+    for storage in reversed(dest.all):
+        write_manifest(storage, manifest)
+    release_id(dest.storage, manifest_key(manifest.kind, manifest.id))
+
+
+def discard(dest: Destinations, manifest: Manifest) -> None:
+    """Remove the data of a backup that could not be completed, so no partial backup remains."""
+    for storage in dest.all:
+        delete_backup(storage, manifest.kind, manifest.id, manifest.data_key)
+    release_id(dest.storage, manifest_key(manifest.kind, manifest.id))

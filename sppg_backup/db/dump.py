@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Literal
@@ -14,16 +13,13 @@ from sppg_backup.db.catalog import (
     Manifest,
     Source,
     data_key,
-    delete_backup,
     manifest_key,
     new_backup_id,
-    write_manifest,
 )
-from sppg_backup.errors import BackupError, PermanentError
 from sppg_backup.settings import Settings
 from sppg_backup.storage import Storage
-from sppg_backup.storage.destinations import Destinations, same_disk
-from sppg_backup.stream import compress, crypto, pipes
+from sppg_backup.storage.destinations import Destinations
+from sppg_backup.stream import crypto, pack
 
 
 def check_source(settings: Settings) -> postgres.ServerInfo:
@@ -71,39 +67,17 @@ def _dump(
     started = datetime.now(UTC)
     clock = time.monotonic()
     key = data_key("db", backup_id, settings.compression, bool(recipients))
-    linked = dest.local if same_disk(dest.storage, dest.local) else None
-    fanout = pipes.Fanout([(storage, key) for storage in dest.all if storage is not linked])
+    copies = pack.Copies(dest, key)
     try:
         with postgres.dump(settings.database_url, settings.pg_bin_dir, settings.lock_wait_timeout_seconds) as (
             stream,
             info,
         ):
-            source = pipes.Prefetch(stream)
-            fanout.on_error = source.stop
-            compressed = compress.compressor(source, settings.compression, settings.compression_level)
-            try:
-                if recipients:
-                    crypto.encrypt(compressed, fanout, recipients)
-                else:
-                    pipes.copy(compressed, fanout)
-            except Exception:
-                if fanout.error is not None:  # the real cause, not pyrage's wrapper around it
-                    raise fanout.error from None
-                raise
+            copies.write(stream, settings.compression, settings.compression_level, recipients)
     except BaseException:
-        fanout.abort()
+        copies.abort()
         raise
-    copies = fanout.commit()
-    try:
-        if linked is not None:
-            copies.append(linked.link(dest.storage, key))
-        if len({(c.size, c.sha256) for c in copies}) != 1:
-            raise PermanentError(f"backup {backup_id}: the copies differ after writing; none was kept")
-    except BaseException:
-        for storage in dest.all:
-            with contextlib.suppress(BackupError):
-                storage.delete(key)
-        raise
+    stored = copies.commit(f"backup {backup_id}")
     target = info.server.target
     return Manifest(
         id=backup_id,
@@ -117,36 +91,11 @@ def _dump(
         encryption="age" if recipients else "none",
         recipients=recipients,
         data_key=key,
-        size=copies[0].size,
-        sha256=copies[0].sha256 or "",
+        size=stored.size,
+        sha256=stored.sha256 or "",
         tables=info.tables,
         created_by=who or {},
         tool_version=__version__,
         purpose=purpose,
         note=note,
     )
-
-
-def check_copies(dest: Destinations, manifest: Manifest) -> None:
-    """Every stored copy is there with the size and sha256 recorded while writing."""
-    for storage in dest.all:
-        info = storage.stat(manifest.data_key)
-        if info.size != manifest.size or (info.sha256 and info.sha256 != manifest.sha256):
-            raise PermanentError(
-                f"backup {manifest.id}: {storage.describe(manifest.data_key)} has {info.size} bytes "
-                f"sha256 {info.sha256}, expected {manifest.size} bytes sha256 {manifest.sha256}"
-            )
-
-
-def publish(dest: Destinations, manifest: Manifest) -> None:
-    """Write the manifest beside every copy, the configured storage's last: from then on the backup exists."""
-    for storage in reversed(dest.all):
-        write_manifest(storage, manifest)
-    release_id(dest.storage, manifest_key("db", manifest.id))
-
-
-def discard(dest: Destinations, manifest: Manifest) -> None:
-    """Remove the data of a backup that could not be completed, so no partial backup remains."""
-    for storage in dest.all:
-        delete_backup(storage, "db", manifest.id, manifest.data_key)
-    release_id(dest.storage, manifest_key("db", manifest.id))

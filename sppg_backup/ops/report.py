@@ -355,3 +355,35 @@ def corruption_recovery(
         next_step="check the application; data written since the backup was made is not in it",
         details=details,
     )
+
+
+def base_succeeded(manifest: Manifest, where: str, zone: ZoneInfo) -> Report:
+    physical = manifest.physical
+    assert physical is not None
+    return Report(
+        title=f"Base backup OK: {manifest.id}",
+        ok=True,
+        summary=f"The cluster of {manifest.source.host}:{manifest.source.port} was backed up physically at "
+        f"{shown_time(manifest.created_at, zone)}; with the WAL archive it restores to any later second.",
+        facts=(
+            ("base backup", manifest.id),
+            ("server", f"{manifest.source.host}:{manifest.source.port}, PostgreSQL {manifest.server_version}"),
+            ("system identifier", physical.system_identifier),
+            ("WAL", f"{physical.start_lsn} to {physical.end_lsn} on timeline {physical.timeline} (inside the tar)"),
+            ("size", f"{human_size(manifest.size)} ({manifest.size} bytes)"),
+            ("duration", f"{manifest.duration_seconds:.1f} s"),
+            ("encryption", f"{manifest.encryption} ({len(manifest.recipients)} recipients)"),
+            ("stored at", where),
+            ("sha256", manifest.sha256),
+        ),
+        next_step="nothing",
+    )
+
+
+def base_failed(error: BaseException, server: str, storage_url: str) -> Report:
+    return Report(
+        title="Base backup FAILED",
+        ok=False,
+        summary=f"The base backup of {server} to {storage_url} failed: {error}\nNo partial base backup is listed.",
+        next_step="fix the cause above and run `sppg-backup backup base`",
+    )

@@ -1,11 +1,14 @@
-"""A packed object: zstd, then age, streamed into storage; and back."""
+"""A packed object: zstd, then age, streamed into storage (to every copy at once); and back."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import IO, Any
 
+from sppg_backup.errors import BackupError, PermanentError
 from sppg_backup.storage import ObjectInfo, Storage
+from sppg_backup.storage.destinations import Destinations, same_disk
 from sppg_backup.stream import compress, crypto, pipes
 
 
@@ -44,3 +47,47 @@ def unpack(
     else:
         pipes.copy(raw, plain)
     plain.finish()
+
+
+class Copies:
+    """One stream written, compressed and encrypted once, to every copy of `dest` at once: the local copy is
+    hard-linked instead when it is on the storage's disk. Nothing is visible until commit(), and commit() keeps
+    nothing unless every copy has the same size and sha256."""
+
+    def __init__(self, dest: Destinations, key: str) -> None:
+        self.dest, self.key = dest, key
+        self.linked = dest.local if same_disk(dest.storage, dest.local) else None
+        self.fanout = pipes.Fanout([(storage, key) for storage in dest.all if storage is not self.linked])
+
+    def write(
+        self, stream: IO[bytes], compression: compress.Compression, level: int | None, recipients: list[str]
+    ) -> None:
+        source = pipes.Prefetch(stream)
+        self.fanout.on_error = source.stop
+        compressed = compress.compressor(source, compression, level)
+        try:
+            if recipients:
+                crypto.encrypt(compressed, self.fanout, recipients)
+            else:
+                pipes.copy(compressed, self.fanout)
+        except Exception:
+            if self.fanout.error is not None:  # the real cause, not pyrage's wrapper around it
+                raise self.fanout.error from None
+            raise
+
+    def abort(self) -> None:
+        self.fanout.abort()
+
+    def commit(self, what: str) -> ObjectInfo:
+        copies = self.fanout.commit()
+        try:
+            if self.linked is not None:
+                copies.append(self.linked.link(self.dest.storage, self.key))
+            if len({(c.size, c.sha256) for c in copies}) != 1:
+                raise PermanentError(f"{what}: the copies differ after writing; none was kept")
+        except BaseException:
+            for storage in self.dest.all:
+                with contextlib.suppress(BackupError):
+                    storage.delete(self.key)
+            raise
+        return copies[0]

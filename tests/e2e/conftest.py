@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sppg_backup.db import dump, postgres
+from sppg_backup.db import catalog, dump, postgres
 from sppg_backup.sandbox.clusters import fill_sample
 from sppg_backup.settings import load_settings
 from sppg_backup.storage import destinations
@@ -117,7 +117,7 @@ def scene(
     settings = load_settings(config)
     dest = destinations.open_destinations(settings)
     manifest = dump.dump(settings, dest, dump.reserve_id(dest.storage, datetime.now(UTC)))
-    dump.publish(dest, manifest)
+    catalog.publish(dest, manifest)
     with postgres.connect(url) as conn:
         conn.execute("TRUNCATE order_items")
     yield {"url": url, "good": good, "backup": manifest, "config": config, "tmp": tmp_path, "engine": docker_engine}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sppg_backup.db import dump
+from sppg_backup.db import catalog, dump
 from sppg_backup.db.catalog import list_backups
 from sppg_backup.files import snapshots
 from sppg_backup.full import system
@@ -48,9 +48,9 @@ def test_a_run_that_loses_the_race_never_deletes_the_winners_backup(backup_env: 
     first, second = dump.reserve_id(dest.storage, now), dump.reserve_id(dest.storage, now)
     assert first != second  # the claim, not the manifest, holds the id while the first is being made
     winner = dump.dump(settings, dest, first)
-    dump.publish(dest, winner)
+    catalog.publish(dest, winner)
     loser = dump.dump(settings, dest, second)
-    dump.discard(dest, loser)  # e.g. its copies failed their check
+    catalog.discard(dest, loser)  # e.g. its copies failed their check
     assert [m.id for m in list_backups(dest.storage).backups] == [first]
     assert list_backups(dest.storage).orphans == []  # no claim is left behind either
 

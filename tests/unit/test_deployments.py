@@ -15,6 +15,7 @@ EXPECTED = {
     "backup-config": "*/10 * * * *",
     "prune-file-snapshots": "30 2 * * *",
     "backup-full-system": "0 1 * * 0",
+    "backup-base": "0 2 * * 0",
 }
 
 

@@ -9,7 +9,7 @@ PACKAGE = ROOT / "sppg_backup"
 LINKED = ("flows", "tasks", "deployments")  # top-level folders, installed as sppg_backup.flows and so on
 EDGES = ("cli", "sandbox")  # they run flows; nothing below them imports them
 BOTTOM = ("storage", "stream")  # byte movers: they know nothing of what the bytes are
-CAPABILITIES = ("db", "files", "full", "ops")
+CAPABILITIES = ("db", "physical", "files", "full", "ops")
 
 
 def imports(path: Path, top_level_only: bool = False) -> list[str]:

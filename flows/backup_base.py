@@ -1,0 +1,39 @@
+"""backup-base: the weekly physical base backup that point-in-time recovery starts from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from pydantic import Field
+
+from sppg_backup.forms import CONFIG_PARAM, Text
+from sppg_backup.settings import load_settings
+from sppg_backup.tasks.backup import summary
+from sppg_backup.tasks.base import check_replication, publish_base, report_base, skipped, take_base_backup
+from sppg_backup.tasks.common import step
+from sppg_backup.tasks.leftovers import clean_leftovers
+
+
+@flow(name="backup-base", description="pg_basebackup, compress, encrypt, checksum, upload, list.")
+def backup_base(
+    config_file: Text = CONFIG_PARAM,
+    only_with_pitr: bool = Field(
+        default=False,
+        description="Skip the backup (the run completes, saying so) unless SPPG_BACKUP_PITR is set: the weekly "
+        "schedule runs everywhere, a base backup only where point-in-time recovery is set up.",
+    ),
+) -> dict[str, Any]:
+    settings = load_settings(config_file)
+    if only_with_pitr and not settings.pitr:
+        return skipped(settings)
+    clean_leftovers(settings, uploads=True)
+    try:
+        step(check_replication, settings)
+        manifest = step(take_base_backup, settings, timeout_seconds=settings.dump_timeout_seconds)
+        listed = step(publish_base, settings, manifest)
+        report_base(settings, listed)
+    except BaseException as error:
+        report_base(settings, None, error)
+        raise
+    return summary(listed)
