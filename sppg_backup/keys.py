@@ -64,6 +64,26 @@ def base_data(backup: str, compression: str, encrypted: bool) -> str:
     return f"base/{backup}.tar.{EXTENSIONS[compression]}" + (".age" if encrypted else "")
 
 
+# --- the WAL archive ---
+
+WAL = "wal/"
+
+
+def wal_object(name: str, sha256: str, encrypted: bool) -> str:
+    """A WAL file (segment, timeline history, backup history) under its name and the sha256 of its content."""
+    return f"{WAL}{name}.{sha256}.zst" + (".age" if encrypted else "")
+
+
+def wal_prefix(name: str) -> str:
+    return f"{WAL}{name}."
+
+
+def wal_parts(key: str) -> tuple[str, str]:
+    """wal/NAME.SHA256.zst[.age] -> (NAME, SHA256)."""
+    name, sha256 = key.removeprefix(WAL).split(".zst", 1)[0].rsplit(".", 1)
+    return name, sha256
+
+
 # --- snapshots of files and configuration ---
 
 

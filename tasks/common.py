@@ -21,6 +21,7 @@ from sppg_backup.ops import scratch
 from sppg_backup.ops.audit import AuditTrail, actor
 from sppg_backup.settings import Settings
 from sppg_backup.storage.destinations import Destinations, open_destinations
+from sppg_backup.tasks.credentials import gcp_credentials
 
 T = TypeVar("T", bound=Task[Any, Any])
 R = TypeVar("R")
@@ -56,22 +57,6 @@ def step(task: Task[..., R], settings: Settings, *args: Any, timeout_seconds: fl
     if timeout_seconds is not None:
         retried = retried.with_options(timeout_seconds=timeout_seconds)
     return retried(settings, *args, **kwargs)
-
-
-def gcp_credentials(settings: Settings) -> Any:
-    """A prefect-gcp GcpCredentials block, else a key file, else None (application default or emulator)."""
-    if not settings.storage_url.startswith("gs://"):
-        return None
-    if settings.gcp_credentials_block:
-        from prefect_gcp import GcpCredentials
-
-        block = GcpCredentials.load(settings.gcp_credentials_block)
-        return block.get_credentials_from_service_account()
-    if settings.gcp_service_account_file:
-        from sppg_backup.storage.gcs import credentials_from_file
-
-        return credentials_from_file(str(settings.gcp_service_account_file))
-    return None
 
 
 def who() -> dict[str, str]:

@@ -15,7 +15,7 @@ import pytest
 
 from sppg_backup.sandbox.clusters import free_port
 
-__all__ = ["cli", "file_tree", "free_port", "read_only_dir", "tiny_filesystem"]
+__all__ = ["cli", "file_tree", "free_port", "read_only_dir", "tiny_filesystem", "unpack_base"]
 
 
 def cli(*args: str, api: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -79,3 +79,20 @@ def file_tree(root: Path) -> dict[str, tuple[Any, ...]]:
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
                 found[rel] = ("file", info.st_mode & 0o7777, info.st_mtime_ns, info.st_size, digest)
     return found
+
+
+def unpack_base(stored: Path, key: Path, base: Path, password: str) -> Path:
+    """The README's way back from a base backup: age -d | zstd -d | tar -x into an empty folder owned by the
+    postgres user; `base` is then a sandbox Cluster's folder (its data, and the superuser's password)."""
+    import pwd
+
+    data = base / "data"
+    data.mkdir(parents=True)
+    subprocess.run(f"age -d -i {key} {stored} | zstd -d | tar -x -C {data}", shell=True, check=True)
+    (base / "password").write_text(password)
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        for path in [base, *base.rglob("*")]:
+            os.chown(path, user.pw_uid, user.pw_gid)
+    data.chmod(0o700)
+    return base

@@ -48,9 +48,8 @@ class Invocation:
         With `json_failure` (commands given --json), a failed check is also printed as JSON on stdout.
         """
         try:
-            from prefect import Flow
-
-            if not isinstance(func, Flow):
+            flows = sys.modules.get("prefect.flows")  # not imported: not a flow (the wal commands stay fast)
+            if flows is None or not isinstance(func, flows.Flow):
                 return func(*args, **kwargs)
             from prefect import tags
 
@@ -83,9 +82,8 @@ def main_options(
 
 def fail(exc: Exception) -> NoReturn:
     """One line on stderr; exit 2 for bad configuration, 1 for everything else."""
-    from prefect.exceptions import TerminationSignal
-
-    if isinstance(exc, TerminationSignal):
+    exceptions = sys.modules.get("prefect.exceptions")
+    if exceptions is not None and isinstance(exc, exceptions.TerminationSignal):
         exc = Stopped()
     if isinstance(exc, CheckFailed):
         message = f"check '{exc.check}' failed: {exc}"
@@ -120,7 +118,7 @@ def existing_storage(settings: Any) -> Any:
 
     credentials = None
     if settings.storage_url.startswith("gs://"):
-        from sppg_backup.tasks.common import gcp_credentials
+        from sppg_backup.tasks.credentials import gcp_credentials
 
         credentials = gcp_credentials(settings)
     storage = open_storage(settings.storage_url, credentials, settings.gcp_project)

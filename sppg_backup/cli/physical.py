@@ -1,14 +1,21 @@
-"""Point-in-time recovery commands: backup base."""
+"""Point-in-time recovery commands: backup base, wal push, wal fetch."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from sppg_backup.cli.common import Invocation, backup_app, out
+from sppg_backup.cli.common import Invocation, app, backup_app, err, fail, out
 from sppg_backup.display import human_size
+from sppg_backup.errors import BackupError, ConfigError, NotFoundError, TransientError
+from sppg_backup.settings import Settings
+
+T = TypeVar("T")
 
 
 @backup_app.command("base")
@@ -31,3 +38,70 @@ def backup_base_command(
         f"sha256 {manifest['sha256'][:16]}...",
         highlight=False,
     )
+
+
+wal_app = typer.Typer(help="The WAL archive: PostgreSQL's archive_command and restore_command.", no_args_is_help=True)
+app.add_typer(wal_app, name="wal")
+FETCH_ABORT = 200  # above 125: PostgreSQL stops the recovery instead of taking the WAL file as missing
+
+
+def _storage(settings: Settings) -> Any:
+    from sppg_backup.storage import open_storage
+    from sppg_backup.tasks.credentials import gcp_credentials
+
+    return open_storage(settings.storage_url, gcp_credentials(settings), settings.gcp_project)
+
+
+def _patiently(settings: Settings, call: Callable[[], T]) -> T:
+    """A WAL command is called by PostgreSQL, not by a flow: it retries a transient error itself."""
+    for attempt in range(settings.retries + 1):
+        try:
+            return call()
+        except TransientError:
+            if attempt == settings.retries:
+                raise
+            time.sleep(settings.retry_delay_seconds * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+@wal_app.command("push")
+def wal_push(
+    ctx: typer.Context, path: Annotated[Path, typer.Argument(help="The WAL file (archive_command's %p).")]
+) -> None:
+    """Archive one WAL file: `archive_command = 'sppg-backup wal push %p'`. Exit 0 only once it is in storage."""
+    given: Invocation = ctx.obj
+    settings = given.settings()
+    from sppg_backup.physical import wal
+
+    if not path.is_file():
+        fail(ConfigError(f"{path} is not a file"))
+    recipients = given.run(settings.require_recipients)
+    key, stored = given.run(
+        _patiently, settings, lambda: wal.push(_storage(settings), path, recipients, settings.compression_level)
+    )
+    if given.verbose:
+        err.print(f"{'archived' if stored else 'already archived'}: {key}", highlight=False)
+
+
+@wal_app.command("fetch")
+def wal_fetch(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The WAL file's name (restore_command's %f).")],
+    dest: Annotated[Path, typer.Argument(help="Where to write it (restore_command's %p).")],
+) -> None:
+    """Fetch one WAL file: `restore_command = 'sppg-backup wal fetch %f %p'`. A file never archived exits 1
+    quietly (PostgreSQL asks for files that do not exist); a damaged one stops the recovery (exit 200)."""
+    given: Invocation = ctx.obj
+    from sppg_backup.physical import wal
+    from sppg_backup.settings import load_settings
+    from sppg_backup.stream.crypto import identities_from
+
+    try:  # a bad setting too stops the recovery: exit 2 would read as "no such file" and end it short
+        settings = load_settings(given.config)
+        identities = identities_from(settings.age_identity_file) if settings.age_identity_file else []
+        _patiently(settings, lambda: wal.fetch(_storage(settings), name, dest, identities))
+    except NotFoundError:
+        raise typer.Exit(1) from None
+    except BackupError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(FETCH_ABORT) from None

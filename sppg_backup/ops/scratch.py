@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import re
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from sppg_backup.storage.base import file_sha256
 
 LOCK = ".lock"
 YOUNG_SECONDS = 10  # a folder this new may not hold its lock yet
@@ -94,14 +95,6 @@ def run_folder(root: Path, run: str, keep_on_failure: bool = False) -> Iterator[
 
 def _seal_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as src:
-        while chunk := src.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def seal(path: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -114,3 +115,12 @@ def check_key(key: str) -> str:
             "`sppg-backup list` shows them"
         )
     return key
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a local file's content, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

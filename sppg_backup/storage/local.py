@@ -15,18 +15,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sppg_backup.errors import ConfigError, NotFoundError, PermanentError, TransientError
-from sppg_backup.storage.base import CHUNK, ObjectInfo, Storage, check_key, final_digest
+from sppg_backup.storage.base import ObjectInfo, Storage, check_key, file_sha256, final_digest
 
 PARTIAL_MARK = ".partial-"
 WRITEBACK_STEP = 8 << 20
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _os_error(exc: OSError, what: str) -> Exception:

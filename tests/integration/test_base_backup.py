@@ -4,9 +4,6 @@ its WAL facts, restorable by hand with age, zstd and tar into a server that star
 from __future__ import annotations
 
 import json
-import os
-import pwd
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +14,7 @@ import pytest
 
 from sppg_backup.db.postgres import row_counts
 from sppg_backup.sandbox.clusters import Cluster, fill_sample
-from tests.helpers import cli, error_lines
+from tests.helpers import cli, error_lines, unpack_base
 
 pytestmark = pytest.mark.integration
 
@@ -35,20 +32,6 @@ def physical_cluster() -> Iterator[Cluster]:
 def base_env(backup_env: dict[str, str], physical_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.setenv("SPPG_BACKUP_DATABASE_URL", physical_cluster.url("erp_sppg"))
     return {**backup_env, "DATABASE_URL": physical_cluster.url("erp_sppg")}
-
-
-def restore_by_hand(stored: Path, key: Path, base: Path, password: str) -> Cluster:
-    """The README's way: age -d | zstd -d | tar -x into an empty folder, then start PostgreSQL on it."""
-    data = base / "data"
-    data.mkdir(parents=True)  # inside a fresh folder of its own
-    subprocess.run(f"age -d -i {key} {stored} | zstd -d | tar -x -C {data}", shell=True, check=True)
-    (base / "password").write_text(password)
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-        for path in [base, *base.rglob("*")]:
-            os.chown(path, user.pw_uid, user.pw_gid)
-    data.chmod(0o700)
-    return Cluster(base).start()
 
 
 def test_a_base_backup_is_listed_and_restores_by_hand_to_the_same_data(
@@ -70,7 +53,7 @@ def test_a_base_backup_is_listed_and_restores_by_hand_to_the_same_data(
 
     key = Path(base_env["AGE_IDENTITY_FILE"])
     folder = Path(tempfile.mkdtemp(prefix="sppg-restored-"))  # not below tmp_path: the postgres user must reach it
-    restored = restore_by_hand(stored, key, folder, physical_cluster.password)
+    restored = Cluster(unpack_base(stored, key, folder, physical_cluster.password)).start()
     try:
         with (
             psycopg.connect(physical_cluster.url("erp_sppg")) as source,

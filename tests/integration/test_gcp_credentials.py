@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sppg_backup.settings import load_settings
 from sppg_backup.storage.gcs import make_client
-from sppg_backup.tasks.common import gcp_credentials
+from sppg_backup.tasks.credentials import gcp_credentials
 
 pytestmark = pytest.mark.integration
 
