@@ -74,6 +74,11 @@ def wal_object(name: str, sha256: str, encrypted: bool) -> str:
     return f"{WAL}{name}.{sha256}.zst" + (".age" if encrypted else "")
 
 
+def wal_partial(name: str, encrypted: bool) -> str:
+    """The segment the receiver is still writing, replaced at every upload until the whole one is pushed."""
+    return f"{WAL}{name}.partial.zst" + (".age" if encrypted else "")
+
+
 def wal_prefix(name: str) -> str:
     return f"{WAL}{name}."
 

@@ -105,3 +105,40 @@ def wal_fetch(
     except BackupError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(FETCH_ABORT) from None
+
+
+@wal_app.command("stream")
+def wal_stream(ctx: typer.Context) -> None:
+    """Receive WAL continuously (pg_receivewal on REPLICATION_SLOT) into storage; runs until SIGTERM, which
+    uploads what it has and exits 0. Run it as a service (deployments/sppg-backup-wal.service)."""
+    import signal
+    import threading
+
+    given: Invocation = ctx.obj
+    settings = given.settings()
+    from sppg_backup.physical.receiver import Receiver
+
+    recipients = given.run(settings.require_recipients)
+    receiver = Receiver(settings, given.run(_storage, settings), recipients)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    err.print(f"receiving WAL from slot {settings.replication_slot} into {settings.storage_url}", highlight=False)
+    receiver.run(
+        stop, on_upload=(lambda name: err.print(f"uploaded {name}", highlight=False)) if given.verbose else None
+    )
+
+
+@wal_app.command("status")
+def wal_status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The newest WAL in storage, how many seconds and bytes it is behind, what the slot holds on the server."""
+    given: Invocation = ctx.obj
+    settings = given.settings()
+    from sppg_backup.physical.receiver import status
+
+    facts = given.run(status, settings, given.run(_storage, settings), time.time())
+    if as_json:
+        print(json.dumps(facts, indent=2))
+        return
+    for name, value in facts.items():
+        out.print(f"{name}: {value if value is not None else '-'}", highlight=False)

@@ -7,6 +7,7 @@ archived once: the same content again is already done, other content under the s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -65,6 +66,17 @@ def archived(storage: Storage) -> list[Archived]:
     return sorted(found, key=lambda a: a.name)
 
 
+def partials(storage: Storage) -> list[Archived]:
+    """The segments the receiver was still writing at its last upload (sha256: 'partial')."""
+    found = []
+    for obj in storage.list(keys.WAL):
+        with contextlib.suppress(ValueError):
+            name, tag = keys.wal_parts(obj.key)
+            if tag == "partial" and NAME.match(name):
+                found.append(Archived(name, tag, obj.key, obj.size, obj.updated))
+    return sorted(found, key=lambda a: a.name)
+
+
 def push(storage: Storage, path: Path, recipients: list[str], level: int | None = None) -> tuple[str, bool]:
     """Archive the WAL file at `path`: its key, and whether it was stored now (False: already there, the same).
     Returns only once the object is complete in storage; other content already under its name is refused."""
@@ -88,7 +100,11 @@ def fetch(storage: Storage, name: str, dest: Path, identities: list[Any]) -> Non
     NotFoundError when it was never archived."""
     copies = find(storage, name)
     if not copies:
-        raise NotFoundError(f"WAL {name} is not in {storage.url}")
+        writing = [p for p in partials(storage) if p.name == name]
+        if not writing:
+            raise NotFoundError(f"WAL {name} is not in {storage.url}")
+        # The newest WAL there is: the segment the receiver was writing, as far as it got (zero-padded).
+        copies = writing
     if len(copies) > 1:
         raise PermanentError(f"WAL {name} is in {storage.url} {len(copies)} times with different content")
     copy = copies[0]
@@ -110,7 +126,7 @@ def fetch(storage: Storage, name: str, dest: Path, identities: list[Any]) -> Non
                 raise CheckFailed("wal", f"WAL {name} in {storage.describe(copy.key)} is damaged: {exc}") from None
             out.flush()
             os.fsync(out.fileno())
-        if digest.hexdigest() != copy.sha256:
+        if copy.sha256 != "partial" and digest.hexdigest() != copy.sha256:
             raise CheckFailed(
                 "sha256",
                 f"WAL {name} in {storage.describe(copy.key)} is corrupt: its content does not match its sha256",
