@@ -125,13 +125,16 @@ class Receiver:
             name = path.name.removesuffix(PARTIAL)
             if not wal.NAME.match(name):
                 continue
-            sha256 = file_sha256(path)
-            if sent.get(name) == sha256:
+            try:
+                sha256 = file_sha256(path)
+                if sent.get(name) == sha256:
+                    continue
+                with open(path, "rb") as source:
+                    store_packed(
+                        self.storage, keys.wal_partial(name, bool(self.recipients)), source, self.recipients, level=1
+                    )
+            except FileNotFoundError:  # finished meanwhile: pushed whole at the next round
                 continue
-            with open(path, "rb") as source:
-                store_packed(
-                    self.storage, keys.wal_partial(name, bool(self.recipients)), source, self.recipients, level=1
-                )
             sent[name] = sha256
             return name
         return None
@@ -167,7 +170,7 @@ class Receiver:
         try:
             names = self.upload_finished()
             partial = self.upload_partial()
-        except BackupError as exc:  # storage away for a moment: the spool keeps it, the next round sends it
+        except (BackupError, OSError) as exc:  # storage away for a moment: the spool keeps it for the next round
             log.error("WAL upload failed, kept in %s for the next try: %s", self.spool, exc)
             return
         for name in [*names, *([partial + PARTIAL] if partial else [])]:

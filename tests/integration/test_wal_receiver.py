@@ -52,9 +52,12 @@ def wal_env(
 
 
 def receiver(api: str) -> subprocess.Popen[str]:
+    """`sppg-backup -v wal stream`; what it says goes to receiver.log beside its spool (a pipe nobody reads
+    would stop it once full)."""
     env = {**os.environ, "PREFECT_API_URL": api}
+    log = open(Path(env["SPPG_BACKUP_WAL_DIR"]).parent / "receiver.log", "a")  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", "sppg_backup", "wal", "stream"], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "sppg_backup", "-v", "wal", "stream"], env=env, stderr=log, text=True
     )
 
 
@@ -104,7 +107,10 @@ def diagnosis(env: dict[str, str], restored: Cluster) -> str:
     """What storage held and what the restored server said, for a failure that is a race."""
     stored = sorted(os.listdir(Path(env["STORAGE_URL"].removeprefix("file://")) / "wal"))
     fetched = sorted(os.listdir(restored.base / "wal"))
-    return f"storage: {stored}; fetched: {fetched}; log: {(restored.base / 'log').read_text()[-3000:]}"
+    said = (Path(env["WAL_DIR"]).parent / "receiver.log").read_text()[-2000:]
+    return (
+        f"storage: {stored}; fetched: {fetched}; receiver: {said}; log: {(restored.base / 'log').read_text()[-3000:]}"
+    )
 
 
 def base_backup(api: str) -> str:
