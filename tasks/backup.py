@@ -14,7 +14,7 @@ from sppg_backup.db.postgres import parse
 from sppg_backup.db.prune import PruneResult, prune
 from sppg_backup.db.retention import RetentionPolicy
 from sppg_backup.display import human_size
-from sppg_backup.errors import BackupError, PermanentError
+from sppg_backup.errors import BackupError
 from sppg_backup.ops import report, report_files
 from sppg_backup.settings import Settings
 from sppg_backup.tasks.common import audit_trail, destinations, who
@@ -48,12 +48,7 @@ def publish_backup(settings: Settings, manifest: Manifest) -> Manifest:
     A permanent failure removes the copies; a transient one leaves them for the retry (unlisted until then).
     """
     dest = destinations(settings)
-    try:
-        catalog.check_copies(dest, manifest)
-        catalog.publish(dest, manifest)
-    except PermanentError:
-        catalog.discard(dest, manifest)
-        raise
+    catalog.check_and_publish(dest, manifest)
     get_run_logger().info("backup %s verified and listed", manifest.id)
     return manifest
 

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from sppg_backup.db import catalog, postgres
 from sppg_backup.db.catalog import Manifest
 from sppg_backup.display import human_size
-from sppg_backup.errors import BackupError, PermanentError
+from sppg_backup.errors import BackupError
 from sppg_backup.ops import report
 from sppg_backup.physical import base
 from sppg_backup.settings import Settings
@@ -44,12 +44,7 @@ def take_base_backup(settings: Settings) -> Manifest:
 def publish_base(settings: Settings, manifest: Manifest) -> Manifest:
     """Every copy's size and sha256 checked, then the manifest written; a permanent failure removes the copies."""
     dest = destinations(settings)
-    try:
-        catalog.check_copies(dest, manifest)
-        catalog.publish(dest, manifest)
-    except PermanentError:
-        catalog.discard(dest, manifest)
-        raise
+    catalog.check_and_publish(dest, manifest)
     get_run_logger().info("base backup %s verified and listed", manifest.id)
     return manifest
 

@@ -217,3 +217,14 @@ def discard(dest: Destinations, manifest: Manifest) -> None:
     for storage in dest.all:
         delete_backup(storage, manifest.kind, manifest.id, manifest.data_key)
     release_id(dest.storage, manifest_key(manifest.kind, manifest.id))
+
+
+def check_and_publish(dest: Destinations, manifest: Manifest) -> None:
+    """Check every copy, then list the backup. A permanent failure removes the copies; a transient one leaves
+    them for the retry (unlisted until then)."""
+    try:
+        check_copies(dest, manifest)
+        publish(dest, manifest)
+    except PermanentError:
+        discard(dest, manifest)
+        raise
