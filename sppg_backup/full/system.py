@@ -7,13 +7,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import tarfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +27,7 @@ from sppg_backup.files.snapshots import Snapshot
 from sppg_backup.forms import Choice, DatabaseUrl, Text
 from sppg_backup.storage import Storage, get_bytes, put_bytes
 from sppg_backup.stream import pipes, safe_tar
-from sppg_backup.stream.pack import store_packed, unpack
+from sppg_backup.stream.pack import Produced, download, opened, store_packed
 from sppg_backup.stream.safe_tar import Unpacked
 
 
@@ -79,40 +77,6 @@ def _store(storage: Storage, key: str, source: IO[bytes], recipients: list[str])
     return info.size, info.sha256 or ""
 
 
-class _Produced(io.RawIOBase):
-    """The read end of a pipe a thread writes into; a failure of the writer is raised to the reader."""
-
-    def __init__(self, produce: Callable[[IO[bytes]], None]) -> None:
-        read_fd, write_fd = os.pipe()
-        self._reader = os.fdopen(read_fd, "rb")
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                with os.fdopen(write_fd, "wb") as sink:
-                    produce(sink)
-            except BaseException as exc:
-                self.error = exc
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        size = self._reader.readinto(buffer)
-        if not size:
-            self._thread.join()
-            if self.error is not None:
-                raise self.error
-        return size
-
-    def close(self) -> None:
-        self._reader.close()
-        super().close()
-
-
 def backup_application(storage: Storage, set_id: str, app_dir: Path, recipients: list[str]) -> Part:
     """A tar of APP_DIR (names relative to it); unreadable or vanished files are listed, the rest is kept."""
     if not app_dir.is_dir():
@@ -139,7 +103,7 @@ def backup_application(storage: Storage, set_id: str, app_dir: Path, recipients:
             add_folder(tar, app_dir)
 
     key = part_key(set_id, "application", bool(recipients))
-    with _Produced(write_tar) as source:
+    with Produced(write_tar) as source:
         size, sha = _store(storage, key, source, recipients)  # type: ignore[arg-type]
     return Part(name="application", kind="application", key=key, size=size, sha256=sha, skipped=skipped)
 
@@ -328,32 +292,7 @@ def check_parts(storage: Storage, full: FullSet) -> None:
 def fetch(storage: Storage, part: Part, dest: Path) -> Path:
     """Download a part as stored and check its sha256 before anything is changed with it."""
     assert part.key is not None
-    free = shutil.disk_usage(dest.parent).free
-    if part.size > free:
-        raise PermanentError(f"{dest.parent} has {free} bytes free, {part.name} needs {part.size}; set SCRATCH_DIR")
-    try:
-        with storage.open_read(part.key) as raw, open(dest, "wb") as out:
-            reader = pipes.HashingReader(raw)
-            pipes.copy(reader, out)
-    except BaseException:
-        dest.unlink(missing_ok=True)
-        raise
-    if reader.sha256.hexdigest() != part.sha256 or reader.size != part.size:
-        dest.unlink(missing_ok=True)
-        raise CheckFailed("sha256", f"{storage.describe(part.key)}: sha256 mismatch, the stored part is corrupt")
-    return dest
-
-
-@contextlib.contextmanager
-def opened(stored: Path, identities: list[Any]) -> Iterator[IO[bytes]]:
-    """The plain content of a fetched part, decrypted and decompressed while it is read."""
-
-    def decode(sink: IO[bytes]) -> None:
-        with open(stored, "rb") as raw:
-            unpack(raw, sink, "zstd", stored.name.endswith(".age"), identities)
-
-    with _Produced(decode) as source:
-        yield io.BufferedReader(source, pipes.CHUNK)  # type: ignore[arg-type]
+    return download(storage, part.key, part.size, part.sha256 or "", dest, part.name)
 
 
 def extract_application(stored: Path, identities: list[Any], target: Path, keep_setid: bool = False) -> Unpacked:

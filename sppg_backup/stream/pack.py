@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import io
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import IO, Any
 
-from sppg_backup.errors import BackupError, PermanentError
+from sppg_backup.errors import BackupError, CheckFailed, PermanentError
 from sppg_backup.storage import ObjectInfo, Storage
 from sppg_backup.storage.destinations import Destinations, same_disk
 from sppg_backup.stream import compress, crypto, pipes
@@ -91,3 +96,67 @@ class Copies:
                     storage.delete(self.key)
             raise
         return copies[0]
+
+
+class Produced(io.RawIOBase):
+    """The read end of a pipe a thread writes into; a failure of the writer is raised to the reader."""
+
+    def __init__(self, produce: Callable[[IO[bytes]], None]) -> None:
+        read_fd, write_fd = os.pipe()
+        self._reader = os.fdopen(read_fd, "rb")
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                with os.fdopen(write_fd, "wb") as sink:
+                    produce(sink)
+            except BaseException as exc:
+                self.error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        size = self._reader.readinto(buffer)
+        if not size:
+            self._thread.join()
+            if self.error is not None:
+                raise self.error
+        return size
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def opened(stored: Path, identities: list[Any], compression: compress.Compression = "zstd") -> Iterator[IO[bytes]]:
+    """The plain content of a fetched part, decrypted and decompressed while it is read."""
+
+    def decode(sink: IO[bytes]) -> None:
+        with open(stored, "rb") as raw:
+            unpack(raw, sink, compression, stored.name.endswith(".age"), identities)
+
+    with Produced(decode) as source:
+        yield io.BufferedReader(source, pipes.CHUNK)  # type: ignore[arg-type]
+
+
+def download(storage: Storage, key: str, size: int, sha256: str, dest: Path, what: str) -> Path:
+    """Download `key` as stored into `dest` and check its size and sha256 before anything is done with it."""
+    free = shutil.disk_usage(dest.parent).free
+    if size > free:
+        raise PermanentError(f"{dest.parent} has {free} bytes free, {what} needs {size}; set SCRATCH_DIR")
+    try:
+        with storage.open_read(key) as raw, open(dest, "wb") as out:
+            reader = pipes.HashingReader(raw)
+            pipes.copy(reader, out)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    if reader.sha256.hexdigest() != sha256 or reader.size != size:
+        dest.unlink(missing_ok=True)
+        raise CheckFailed("sha256", f"{storage.describe(key)}: sha256 mismatch, the stored {what} is corrupt")
+    return dest

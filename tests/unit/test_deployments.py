@@ -45,6 +45,7 @@ def test_restore_deployments_have_forms_and_no_schedule() -> None:
         "flows/restore_files.py:restore_files",
         "flows/restore_files.py:restore_config",
         "flows/restore_full_system.py:restore_full_system",
+        "flows/restore_pitr.py:restore_pitr",
     }
     assert all("schedules" not in d for d in on_demand.values())
     from prefect.utilities.callables import parameter_schema

@@ -1,0 +1,234 @@
+"""Point-in-time restore into a new data directory: the newest base backup that ends before the target, the WAL
+after it from storage, PostgreSQL's own recovery to the target, then promotion. The running database is never
+touched.
+
+The WAL is fetched ahead into a folder beside the data and replayed with a plain copy command, so the server
+needs nothing of sppg-backup (a stock PostgreSQL, in a container or not, whose user cannot run this program).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import zstandard
+from pydantic import BaseModel, ConfigDict, Field
+
+from sppg_backup.db import postgres
+from sppg_backup.db.catalog import Manifest, list_backups
+from sppg_backup.display import shown_time
+from sppg_backup.errors import CheckFailed, ConfigError, NotFoundError, PermanentError
+from sppg_backup.forms import Text, WibTime
+from sppg_backup.physical import wal
+from sppg_backup.storage import Storage
+from sppg_backup.stream import safe_tar
+from sppg_backup.stream.pack import download, opened
+
+SHORT = "recovery ended before configured recovery target was reached"
+
+
+@dataclass(frozen=True)
+class Window:
+    """What storage can bring back: from the end of the oldest base backup to the newest WAL upload."""
+
+    bases: list[Manifest]
+    earliest: datetime | None
+    latest: datetime | None
+
+
+def window(storage: Storage) -> Window:
+    bases = list_backups(storage, ("base",)).backups
+    uploads = [a.updated for a in [*wal.archived(storage), *wal.partials(storage)]]
+    ends = [m.finished_at for m in bases]
+    latest = max([*uploads, *ends], default=None)
+    return Window(bases, min(ends, default=None), latest)
+
+
+def choose(storage: Storage, to: datetime | None, zone: Any) -> Manifest:
+    """The newest base backup that ends before `to` (the newest of all for the latest state)."""
+    found = window(storage)
+    if not found.bases or found.earliest is None or found.latest is None:
+        raise NotFoundError(f"no base backup in {storage.url}: run `sppg-backup backup base` first")
+    if to is None:
+        return found.bases[-1]
+    if not found.earliest <= to <= found.latest:
+        raise PermanentError(
+            f"{shown_time(to, zone)} cannot be recovered from {storage.url}: the earliest recoverable time is "
+            f"{shown_time(found.earliest, zone)}, the latest {shown_time(found.latest, zone)}"
+        )
+    return [m for m in found.bases if m.finished_at <= to][-1]
+
+
+def check_target(target: Path, port: int) -> None:
+    """An empty (or new) folder and a free port, before anything is downloaded."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(f"--target-dir {target} is not empty: give a new or empty folder")
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise ConfigError(f"port {port} is in use: give another with --port") from None
+
+
+def server_user() -> pwd.struct_passwd | None:
+    """PostgreSQL refuses to run as root: then the data belongs to, and the server runs as, `postgres`."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        raise ConfigError("running as root, but there is no `postgres` user to run the restored server") from None
+
+
+def _give(path: Path, user: pwd.struct_passwd | None) -> None:
+    if user is None:
+        return
+    for item in [path, *path.rglob("*")]:
+        os.chown(item, user.pw_uid, user.pw_gid, follow_symlinks=False)
+
+
+def unpack_base(storage: Storage, manifest: Manifest, identities: list[Any], data: Path, scratch: Path) -> int:
+    """Download the base backup (size and sha256 checked), then unpack its tar into `data`, checked whole
+    first, nothing written outside it. The files unpacked."""
+    where = scratch / Path(manifest.data_key).name
+    stored = download(storage, manifest.data_key, manifest.size, manifest.sha256, where, manifest.id)
+    what = f"base backup {manifest.id}"
+    try:
+        done = safe_tar.extract(lambda: opened(stored, identities, manifest.compression), data, what)
+    except (ValueError, zstandard.ZstdError, zlib.error) as exc:
+        raise CheckFailed("base", f"{what} does not decompress: {exc}") from None
+    finally:
+        stored.unlink(missing_ok=True)
+    data.chmod(0o700)
+    return done.entries
+
+
+def fetch_wal(storage: Storage, manifest: Manifest, identities: list[Any], folder: Path) -> list[str]:
+    """Every WAL file the recovery may ask for after the base backup: timeline histories, the segments from
+    its first one on, the segment the receiver was writing. The names fetched."""
+    assert manifest.physical is not None
+    start = manifest.physical.start_wal
+    names = {a.name for a in wal.archived(storage)} | {p.name for p in wal.partials(storage)}
+    wanted = sorted(n for n in names if n.endswith(".history") or (len(n) == 24 and n[8:] >= start[8:]))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in wanted:
+        wal.fetch(storage, name, folder / name, identities)
+    return wanted
+
+
+def configure(data: Path, folder: Path, to: datetime | None, port: int) -> None:
+    """Recovery settings: WAL copied from `folder`, stop at `to` (else at the end of the WAL), then promote."""
+    lines = [
+        f'restore_command = \'cp "{folder}/%f" "%p"\'',
+        "recovery_target_action = 'promote'",
+        "recovery_target_timeline = 'latest'",
+        "archive_mode = 'off'",
+        f"port = {port}",
+        "listen_addresses = '127.0.0.1'",
+    ]
+    if to is not None:
+        lines.append(f"recovery_target_time = '{to.isoformat()}'")
+    with open(data / "postgresql.auto.conf", "a") as conf:
+        conf.write("\n# point-in-time restore by sppg-backup\n" + "\n".join(lines) + "\n")
+    (data / "recovery.signal").touch()
+    for stale in ("postmaster.pid", "standby.signal"):
+        (data / stale).unlink(missing_ok=True)
+
+
+def start(data: Path, folder: Path, bin_dir: Path, timeout: float) -> Path:
+    """Start the recovered server and wait until recovery reached its target and it was promoted; its log.
+    A recovery that stopped short is a failure, never a quietly older database."""
+    user = server_user()
+    log = data.parent / "recovery.log"
+    log.touch()
+    if user is not None:  # the server must reach its data through the folder above it too
+        os.chown(data.parent, user.pw_uid, user.pw_gid)
+    for path in (data, folder, log):
+        _give(path, user)
+    pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "start"]
+    done = subprocess.run(pg_ctl, capture_output=True, text=True, user=user.pw_name if user else None, timeout=60)
+    if done.returncode != 0:
+        tail = " ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+        raise CheckFailed("pitr", f"the recovered server did not start: {done.stderr.strip()} {tail}".strip())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        said = log.read_text(errors="replace")
+        if SHORT in said or "FATAL" in said and "PANIC" in said:
+            raise CheckFailed("pitr", _short(said))
+        if "database system is ready to accept connections" in said:
+            return log
+        if not (data / "postmaster.pid").exists() and "FATAL" in said:
+            raise CheckFailed("pitr", _short(said))
+        time.sleep(0.2)
+    raise CheckFailed("pitr", f"the recovered server did not finish its recovery in {timeout:.0f} s; see {log}")
+
+
+def _short(said: str) -> str:
+    """Where the recovery got to and the WAL it could not find, from the server's log."""
+    lines = [line.strip() for line in said.splitlines() if line.strip()]
+    reached = [line for line in lines if "redo done at" in line or "last completed transaction" in line]
+    fatal = [line for line in lines if "FATAL" in line]
+    return "the recovery stopped before the target: " + "; ".join([*reached[-1:], *fatal[-1:]])
+
+
+def stop(data: Path, bin_dir: Path) -> None:
+    user = server_user()
+    subprocess.run(
+        [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+        capture_output=True,
+        user=user.pw_name if user else None,
+        check=False,
+    )
+
+
+def recovered_url(source_url: str, port: int) -> str:
+    """The source's database and login on the recovered server (the same roles and passwords)."""
+    target, params = postgres.parse(source_url)
+    password = params.get("password")
+    login = f"{target.user}:{password}" if password else target.user
+    return f"postgresql://{login}@127.0.0.1:{port}/{target.database}"
+
+
+def remove(target: Path, created: bool) -> None:
+    """What a failed restore put into `target` (it was empty or new): gone, and the folder too if it made it."""
+    for child in list(target.iterdir()) if target.is_dir() else []:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    if created:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PitrRequest(BaseModel):
+    """Where and to when: a new data directory, a port, a time (WIB unless it names its zone) or the latest."""
+
+    model_config = ConfigDict(frozen=True)
+
+    to: WibTime = Field(
+        default=None,
+        description="The moment to bring the database back to, in WIB, e.g. 2026-12-01 10:30:59 (the second "
+        "before a mistake). Leave empty with 'latest' ticked for the newest state in storage.",
+    )
+    latest: bool = Field(default=False, description="Recover everything archived, to the newest WAL in storage.")
+    target_dir: Text = Field(
+        default=None,
+        description="Required: a new or empty folder for the recovered server's data, e.g. /srv/pitr. The running "
+        "database is not touched.",
+    )
+    port: int = Field(default=0, ge=0, le=65535, description="The port it listens on; 0: a free one.")

@@ -1,0 +1,135 @@
+"""Tasks of restore-pitr: choose the base backup, unpack it, fetch the WAL, recover, check, report."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from sppg_backup.db import drill, postgres
+from sppg_backup.db.catalog import Manifest
+from sppg_backup.display import shown_time
+from sppg_backup.errors import CheckFailed, ConfigError
+from sppg_backup.ops.report import Report
+from sppg_backup.physical import pitr
+from sppg_backup.physical.pitr import PitrRequest
+from sppg_backup.settings import Settings
+from sppg_backup.tasks.common import destinations
+from sppg_backup.tasks.reporting import Entry, tell
+from sppg_backup.tasks.verify import identities_for
+
+
+def target_of(request: PitrRequest) -> Path:
+    if not request.target_dir:
+        raise ConfigError("no folder for the recovered data: give --target-dir (a new or empty folder)")
+    if request.to is None and not request.latest:
+        raise ConfigError("give a time to recover to (--to) or --latest")
+    return Path(request.target_dir).resolve()
+
+
+@task(name="choose-base-backup", cache_policy=NO_CACHE, timeout_seconds=300)
+def choose_base(settings: Settings, request: PitrRequest, port: int) -> Manifest:
+    """Check the folder and port, then the newest base backup ending before the target; its key opens it."""
+    pitr.check_target(target_of(request), port)
+    manifest = pitr.choose(destinations(settings).storage, request.to, settings.zone)
+    identities_for(settings, manifest)
+    get_run_logger().info("base backup %s (ends %s)", manifest.id, shown_time(manifest.finished_at, settings.zone))
+    return manifest
+
+
+@task(name="unpack-base-backup", cache_policy=NO_CACHE)
+def unpack_base(settings: Settings, manifest: Manifest, target: Path) -> int:
+    """Download (sha256 checked), decrypt, decompress and unpack into TARGET/data."""
+    target.mkdir(parents=True, exist_ok=True)
+    files = pitr.unpack_base(
+        destinations(settings).storage, manifest, identities_for(settings, manifest), target / "data", target
+    )
+    get_run_logger().info("unpacked %d files of %s into %s", files, manifest.id, target / "data")
+    return files
+
+
+@task(name="fetch-wal", cache_policy=NO_CACHE)
+def fetch_wal(settings: Settings, manifest: Manifest, target: Path) -> list[str]:
+    """Every WAL file after the base backup, from storage into TARGET/wal (sha256 checked each)."""
+    names = pitr.fetch_wal(destinations(settings).storage, manifest, identities_for(settings, manifest), target / "wal")
+    get_run_logger().info("fetched %d WAL files (%s)", len(names), f"{names[0]} .. {names[-1]}" if names else "none")
+    return names
+
+
+def server_bin(settings: Settings, major: int = 0) -> Path:
+    """Where pg_ctl of the base backup's major version (or newer) is."""
+    return settings.pg_bin_dir or Path(postgres.find_tool("pg_ctl", major)[0]).parent
+
+
+@task(name="recover", cache_policy=NO_CACHE, timeout_seconds=6 * 3600)
+def recover(settings: Settings, request: PitrRequest, manifest: Manifest, target: Path, port: int) -> None:
+    """PostgreSQL's recovery to the target, then promotion; a recovery that stopped short fails."""
+    pitr.configure(target / "data", target / "wal", request.to, port)
+    major = int(manifest.server_version.split(".")[0])
+    pitr.start(target / "data", target / "wal", server_bin(settings, major), settings.dump_timeout_seconds)
+    get_run_logger().info("recovered and promoted, listening on 127.0.0.1:%d", port)
+
+
+@task(name="smoke-checks", cache_policy=NO_CACHE, timeout_seconds=600)
+def smoke_checks(settings: Settings, url: str) -> None:
+    failed = [r for r in drill.run_smoke_checks(url, settings.drill_checks) if not r.passed]
+    if failed:
+        raise CheckFailed("verify", "; ".join(f"{r.name}: got {r.got}, expected {r.expect}" for r in failed))
+
+
+@task(name="stop-recovered-server", cache_policy=NO_CACHE, timeout_seconds=120)
+def discard(settings: Settings, target: Path, created: bool) -> None:
+    """After a failure: the half-recovered server stopped and, when this run made the folder, removed."""
+    if (target / "data" / "postmaster.pid").exists():
+        pitr.stop(target / "data", server_bin(settings))
+    pitr.remove(target, created)
+
+
+@task(name="report-pitr", cache_policy=NO_CACHE)
+def report_pitr(
+    settings: Settings,
+    request: PitrRequest,
+    result: dict[str, Any] | None,
+    error: BaseException | None = None,
+) -> None:
+    wanted = shown_time(request.to, settings.zone) if request.to else "the newest state in storage"
+    if error is None and result is not None:
+        told = Report(
+            title=f"Point-in-time restore OK: {wanted}",
+            ok=True,
+            summary=f"The database as it was at {wanted} runs on 127.0.0.1:{result['port']} from "
+            f"{result['data_dir']} (base backup {result['base_backup_id']}, {result['wal_files']} WAL files, "
+            f"{result['seconds']:.1f} s). The running database was not touched.",
+            next_step="check the data there; copy what is needed back, or replace the server with it",
+        )
+        entry = Entry("restore.pitr", result["base_backup_id"], "ok", {"to": result["recovered_to"]})
+    else:
+        told = Report(
+            title="Point-in-time restore FAILED",
+            ok=False,
+            summary=f"Bringing the database back to {wanted} failed: {error}\nThe running database was not touched.",
+            next_step="fix the cause above and run `sppg-backup restore pitr` again",
+        )
+        entry = Entry("restore.pitr", "-", "failed", {"error": str(error)}, to_storage=False)
+    tell(settings, "restore-pitr", told, entry)
+
+
+def summary(
+    settings: Settings, request: PitrRequest, manifest: Manifest, target: Path, port: int, wal: list[str], began: float
+) -> dict[str, Any]:
+    """The flow's result: where the recovered database runs (its URL without the password) and from what."""
+    login, _ = postgres.parse(settings.database_url)
+    return {
+        "url": f"postgresql://{login.user}@127.0.0.1:{port}/{login.database}",
+        "port": port,
+        "data_dir": str(target / "data"),
+        "recovered_to": request.to.astimezone(UTC).isoformat() if request.to else "latest",
+        "base_backup_id": manifest.id,
+        "wal_files": len(wal),
+        "seconds": round(time.monotonic() - began, 1),
+        "finished_at": datetime.now(UTC).isoformat(),
+    }
