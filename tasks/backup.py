@@ -9,13 +9,14 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from sppg_backup.db import catalog, dump
-from sppg_backup.db.catalog import Manifest, previous_size
+from sppg_backup.db.catalog import Manifest, list_backups, previous_size
 from sppg_backup.db.postgres import parse
 from sppg_backup.db.prune import PruneResult, prune
 from sppg_backup.db.retention import RetentionPolicy
 from sppg_backup.display import human_size
 from sppg_backup.errors import BackupError
 from sppg_backup.ops import report, report_files
+from sppg_backup.physical.retention import prune_wal
 from sppg_backup.settings import Settings
 from sppg_backup.tasks.common import audit_trail, destinations, who
 from sppg_backup.tasks.reporting import Entry, Measures, tell
@@ -55,15 +56,24 @@ def publish_backup(settings: Settings, manifest: Manifest) -> Manifest:
 
 @task(name="prune", cache_policy=NO_CACHE, timeout_seconds=1800)
 def prune_backups(settings: Settings, dry_run: bool = False) -> list[PruneResult]:
-    """Local copies older than LOCAL_RETENTION_DAYS, storage copies older than CLOUD_RETENTION_DAYS."""
+    """Dumps and base backups: local copies older than LOCAL_RETENTION_DAYS, storage copies older than
+    CLOUD_RETENTION_DAYS; then the WAL archive back to the oldest base backup kept."""
     dest = destinations(settings)
     trail = audit_trail(settings, dest)
     now = datetime.now(UTC)
-    results = [prune(dest.storage, RetentionPolicy(settings.cloud_retention_days), now, trail, dry_run)]
+    places = [(dest.storage, settings.cloud_retention_days)]
     if dest.local is not None:
-        results.append(prune(dest.local, RetentionPolicy(settings.local_retention_days), now, trail, dry_run))
+        places.append((dest.local, settings.local_retention_days))
+    results = [
+        prune(where, RetentionPolicy(days), now, trail, dry_run, kind)
+        for kind in ("db", "base")
+        for where, days in places
+    ]
+    kept = {name for result in results if result.kind == "base" for name in result.kept}
+    bases = [m for where, _ in places for m in list_backups(where, ("base",)).backups if m.id in kept]
+    results.append(prune_wal(dest.storage, bases, trail, dry_run))
     for result in results:
-        get_run_logger().info("prune %s: deleted %s", result.location, result.deleted or "nothing")
+        get_run_logger().info("prune %s %s: deleted %s", result.kind, result.location, result.deleted or "nothing")
     return results
 
 

@@ -78,7 +78,14 @@ def prune_command(
         return
     verb = "would delete" if dry_run else "deleted"
     for result in results:
-        out.print(f"{result['location']}: {verb} {len(result['deleted'])}, kept {len(result['kept'])}")
+        what = {"db": "dumps", "base": "base backups", "wal": "WAL files"}[result["kind"]]
+        if result["kind"] == "wal" and not (result["deleted"] or result["kept"]):
+            continue  # no WAL archive: point-in-time recovery is not set up
+        out.print(f"{result['location']} {what}: {verb} {len(result['deleted'])}, kept {len(result['kept'])}")
+        if result["kind"] == "wal":
+            if result["deleted"]:
+                out.print(f"  {verb} {result['deleted'][0]} .. {result['deleted'][-1]} ({result['reasons']['wal']})")
+            continue
         for backup_id in result["deleted"]:
             out.print(f"  {verb} {backup_id} ({result['reasons'][backup_id]})", highlight=False)
 

@@ -17,6 +17,7 @@ from sppg_backup.storage import Storage
 @dataclass
 class PruneResult:
     location: str
+    kind: str = "db"  # db, base or wal
     deleted: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)
@@ -33,11 +34,10 @@ def prune(
     """Delete what the policy says to delete; each deletion is written to the audit trail first."""
     listing = list_backups(storage, (kind,))
     full_sets, _ = system.list_sets(storage)
-    referenced = {
-        p.ref: f"the database of full-system backup {s.id}" for s in full_sets for p in s.part("database") if p.ref
-    }
+    part = "base" if kind == "base" else "database"
+    referenced = {p.ref: f"the {p.kind} of full-system backup {s.id}" for s in full_sets for p in s.part(part) if p.ref}
     decision = retention.plan(listing.backups, now, policy, referenced)
-    result = PruneResult(storage.url, kept=[m.id for m in decision.keep], reasons=decision.reasons)
+    result = PruneResult(storage.url, kind, kept=[m.id for m in decision.keep], reasons=decision.reasons)
     for manifest in decision.delete:
         result.deleted.append(manifest.id)
         if dry_run:

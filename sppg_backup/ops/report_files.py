@@ -101,8 +101,20 @@ def files_restore_failed(kind: SnapshotKind, wanted: str, target: str, error: Ba
     )
 
 
+PRUNED = {"db": "dumps", "base": "base backups", "wal": "WAL archive"}
+
+
+def _pruned(result: PruneResult, verb: str) -> tuple[str, str]:
+    names = result.deleted
+    if result.kind == "wal" and len(names) > 3:
+        shown = f"{len(names)} WAL files, {names[0]} .. {names[-1]}"
+    else:
+        shown = ", ".join(names) or "nothing"
+    return f"{result.location} ({PRUNED.get(result.kind, result.kind)})", f"{verb}: {shown}; kept: {len(result.kept)}"
+
+
 def backups_pruned(results: list[PruneResult], dry_run: bool) -> Report:
-    deleted = sum(len(r.deleted) for r in results)
+    deleted = sum(len(r.deleted) for r in results if r.kind != "wal")
     verb = "would be deleted" if dry_run else "deleted"
     reasons = "\n".join(f"| {name} | {why} |" for r in results for name, why in sorted(r.reasons.items()))
     return Report(
@@ -110,10 +122,10 @@ def backups_pruned(results: list[PruneResult], dry_run: bool) -> Report:
         ok=True,
         summary=("Nothing was deleted (dry run). " if dry_run else "")
         + "Retention keeps the newest good backup, every backup a full-system set needs, and whatever is younger "
-        "than the retention days.",
-        facts=tuple((r.location, f"{verb}: {', '.join(r.deleted) or 'nothing'}; kept: {len(r.kept)}") for r in results),
+        "than the retention days; the WAL archive goes back to the oldest base backup kept.",
+        facts=tuple(_pruned(r, verb) for r in results),
         next_step="to delete them, run it again with dry_run off (`sppg-backup prune`)"
-        if dry_run and deleted
+        if dry_run and any(r.deleted for r in results)
         else "nothing",
         details=f"## Why each backup is kept or deleted\n\n| backup | reason |\n|---|---|\n{reasons}\n"
         if reasons
