@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from pydantic import Field
 
-from sppg_backup.forms import CONFIG_PARAM, Text
+from sppg_backup.forms import CONFIG_PARAM, ONLY_WITH_PITR, Text
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.backup import summary
-from sppg_backup.tasks.base import check_replication, publish_base, report_base, skipped, take_base_backup
+from sppg_backup.tasks.base import check_replication, publish_base, report_base, take_base_backup
+from sppg_backup.tasks.base_checks import skipped
 from sppg_backup.tasks.common import step
 from sppg_backup.tasks.leftovers import clean_leftovers
 
@@ -18,15 +18,11 @@ from sppg_backup.tasks.leftovers import clean_leftovers
 @flow(name="backup-base", description="pg_basebackup, compress, encrypt, checksum, upload, list.")
 def backup_base(
     config_file: Text = CONFIG_PARAM,
-    only_with_pitr: bool = Field(
-        default=False,
-        description="Skip the backup (the run completes, saying so) unless SPPG_BACKUP_PITR is set: the weekly "
-        "schedule runs everywhere, a base backup only where point-in-time recovery is set up.",
-    ),
+    only_with_pitr: bool = ONLY_WITH_PITR,
 ) -> dict[str, Any]:
     settings = load_settings(config_file)
     if only_with_pitr and not settings.pitr:
-        return skipped(settings)
+        return skipped(settings, "backup-base")
     clean_leftovers(settings, uploads=True)
     try:
         step(check_replication, settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from prefect import flow
@@ -9,8 +10,11 @@ from prefect import flow
 from sppg_backup.db.catalog import Manifest
 from sppg_backup.db.drill import AppTestResult, SmokeResult, Stopwatch, build_report
 from sppg_backup.errors import BackupError, CheckFailed
-from sppg_backup.forms import CONFIG_PARAM, Text
+from sppg_backup.forms import CONFIG_PARAM, ONLY_WITH_PITR, Text
+from sppg_backup.physical import pitr
+from sppg_backup.physical.pitr import PitrRequest
 from sppg_backup.settings import load_settings
+from sppg_backup.tasks.base_checks import newest_recoverable, open_scratch, skipped, stop_scratch
 from sppg_backup.tasks.common import scratch_folder, step
 from sppg_backup.tasks.drill import (
     create_test_database,
@@ -21,6 +25,7 @@ from sppg_backup.tasks.drill import (
     write_drill_report,
 )
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.pitr import fetch_wal, recover, unpack_base
 from sppg_backup.tasks.verify import fetch_archive, find_backup, server_url
 
 
@@ -66,4 +71,49 @@ def recovery_drill(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     write_drill_report(settings, result)
     if result.status == "failed":
         raise CheckFailed(result.failed_step or "drill", f"recovery drill failed: {result.detail}")
+    return result.model_dump(mode="json")
+
+
+@flow(name="recovery-drill-pitr", description="Recover the newest base backup and all WAL after it; RTO and RPO.")
+def recovery_drill_pitr(config_file: Text = CONFIG_PARAM, only_with_pitr: bool = ONLY_WITH_PITR) -> dict[str, Any]:
+    """The physical drill: what a disaster now would get back, timed from the start until it passed its checks."""
+    settings = load_settings(config_file)
+    if only_with_pitr and not settings.pitr:
+        return skipped(settings, "recovery-drill-pitr")
+    clean_leftovers(settings)
+    watch = Stopwatch()
+    manifest: Manifest | None = None
+    newest: datetime | None = None
+    smoke: list[SmokeResult] = []
+    rto: float | None = None
+    failure: CheckFailed | None = None
+    try:
+        with watch("find base backup"):
+            manifest, newest = step(newest_recoverable, settings)
+        with scratch_folder(settings) as folder:
+            open_scratch(settings, folder)
+            port = pitr.free_port()
+            try:
+                # 1. Restore the newest base backup into a scratch data directory.
+                with watch("download and unpack"):
+                    unpack_base(settings, manifest, folder)
+                # 2. The WAL after it, from storage.
+                with watch("fetch WAL"):
+                    step(fetch_wal, settings, manifest, folder)
+                # 3. Recover to the end of the WAL and promote.
+                with watch("recover"):
+                    recover(settings, PitrRequest(latest=True, target_dir=str(folder)), manifest, folder, port)
+                with watch("smoke checks"):
+                    smoke = run_smoke_checks(settings, pitr.recovered_url(settings.database_url, port))
+                rto = watch.elapsed()
+            finally:
+                # 4. Cleanup test environment.
+                stop_scratch(settings, folder)
+    except BackupError as error:
+        failure = error if isinstance(error, CheckFailed) else CheckFailed("drill", str(error))
+    created = manifest.created_at if manifest else None
+    result = build_report(watch, manifest.id if manifest else None, created, rto, smoke, None, failure, newest, "pitr")
+    write_drill_report(settings, result)
+    if result.status == "failed":
+        raise CheckFailed(result.failed_step or "drill", f"point-in-time recovery drill failed: {result.detail}")
     return result.model_dump(mode="json")

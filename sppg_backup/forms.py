@@ -91,6 +91,11 @@ Choice = Annotated[
 # The config_file parameter of every flow (`config_file: Text = CONFIG_PARAM`): a described text box.
 CONFIG_PARAM: Any = Field("", description=CONFIG_FILE)
 DRY_RUN_PARAM: Any = Field(False, description="Only list what would be deleted and why; nothing is deleted.")
+ONLY_WITH_PITR: Any = Field(
+    False,
+    description="Skip (the run completes, saying so) unless SPPG_BACKUP_PITR is set: the weekly schedule runs "
+    "everywhere, the physical steps only where point-in-time recovery is set up.",
+)
 
 # A database URL typed in a form: never with a password (run parameters are stored and shown).
 DatabaseUrl = Annotated[

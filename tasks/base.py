@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -65,17 +64,3 @@ def report_base(settings: Settings, manifest: Manifest | None, error: BaseExcept
     tell(
         settings, "backup-base", report.base_failed(error or Exception("unknown"), server, settings.storage_url), entry
     )
-
-
-@task(name="skip-base-backup", cache_policy=NO_CACHE)
-def skipped(settings: Settings) -> dict[str, Any]:
-    """No base backup where point-in-time recovery is not set up; said in the run's artifact, not notified."""
-    told = report.Report(
-        title="Base backup skipped: point-in-time recovery is not set up",
-        ok=True,
-        summary="SPPG_BACKUP_PITR is off, so the weekly schedule takes no base backup here.",
-        next_step="set it up as the README says (point-in-time recovery); `sppg-backup backup base` takes one now",
-    )
-    tell(settings, "backup-base", told, send=False)
-    get_run_logger().info("skipped: SPPG_BACKUP_PITR is off")
-    return {"status": "skipped", "reason": "SPPG_BACKUP_PITR is off"}

@@ -14,6 +14,7 @@ from sppg_backup.db.catalog import Manifest
 from sppg_backup.display import human_size
 from sppg_backup.errors import CheckFailed
 from sppg_backup.ops import report
+from sppg_backup.physical import check as physical_check
 from sppg_backup.settings import Settings
 from sppg_backup.stream import crypto, growing
 from sppg_backup.tasks.common import destinations
@@ -86,7 +87,8 @@ def record_verification(
 ) -> dict[str, object]:
     """Store the result with the manifest, set backup_verification_status, audit, artifact, notify on failure."""
     finished = datetime.now(UTC)
-    result = verify.outcome(failure, started, finished)
+    kind = manifest.kind if manifest else "db"
+    result = verify.outcome(failure, started, finished, physical_check.CHECKS if kind == "base" else verify.CHECKS)
     backup_id = manifest.id if manifest else "-"
     problems = []
     if manifest is not None:
@@ -104,7 +106,7 @@ def record_verification(
         "verify-backup",
         report.verification_report(backup_id, result, settings.storage_url, settings.zone),
         Entry("verify", backup_id, result.status, {"check": result.check, "detail": result.detail}),
-        Measures({"kind": "db"}, measures),
+        Measures({"kind": kind}, measures),
         send=failure is not None,
         problems=problems,
     )

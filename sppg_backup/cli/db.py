@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from sppg_backup import keys
 from sppg_backup.cli.common import (
     Invocation,
     app,
@@ -113,17 +114,27 @@ def verify_command(
     ctx: typer.Context,
     backup_id: Annotated[str | None, typer.Argument(help="Backup id; the newest when omitted.")] = None,
     latest: Annotated[bool, typer.Option("--latest", help="Verify the newest backup.")] = False,
+    kind: Annotated[str, typer.Option(help="db (dumps) or base (base backups); an id names its own kind.")] = "db",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Verify a backup (the verify-backup flow): sha256, decrypt, pg_restore --list, test restore, row counts."""
+    """Verify a backup: a dump (the verify-backup flow: sha256, decrypt, pg_restore --list, test restore, row
+    counts) or a base backup (verify-base-backup: sha256, pg_verifybackup, start, smoke checks)."""
     given: Invocation = ctx.obj
     if backup_id and latest:
         err.print("[red]error:[/red] give a backup id or --latest, not both")
         raise typer.Exit(2)
+    if kind not in ("db", "base"):
+        fail(ConfigError(f"unknown kind {kind!r}: use db or base"))
     given.settings()
-    from sppg_backup.flows.verify_backup import verify_backup
+    failure = {"backup_id": backup_id} if as_json else None
+    if kind == "base" or (backup_id or "").startswith(keys.BASE_PREFIX):
+        from sppg_backup.flows.verify_base_backup import verify_base_backup
 
-    result = given.run(verify_backup, backup_id=backup_id, json_failure={"backup_id": backup_id} if as_json else None)
+        result = given.run(verify_base_backup, backup_id=backup_id, json_failure=failure)
+    else:
+        from sppg_backup.flows.verify_backup import verify_backup
+
+        result = given.run(verify_backup, backup_id=backup_id, json_failure=failure)
     if as_json:
         print(json.dumps(result, indent=2))
         return
@@ -137,9 +148,13 @@ def verify_command(
 def drill_command(
     ctx: typer.Context,
     show_history: Annotated[bool, typer.Option("--history", help="Show past drills from storage.")] = False,
+    pitr: Annotated[
+        bool, typer.Option("--pitr", help="The physical drill: newest base backup and all WAL after it.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Weekly recovery drill (the recovery-drill flow): restore the newest backup, check it, report RTO and RPO."""
+    """Weekly recovery drill (the recovery-drill flow): restore the newest backup, check it, report RTO and RPO.
+    With --pitr (recovery-drill-pitr): recover the newest base backup to the newest archived WAL instead."""
     given: Invocation = ctx.obj
     settings = given.settings()
     if show_history:
@@ -151,22 +166,30 @@ def drill_command(
             print(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
             return
         table = Table(title=f"Recovery drills in {settings.storage_url}")
-        for column in ("drill", f"started ({settings.timezone})", "backup", "status", "RTO s", "RPO h"):
+        for column in ("drill", "kind", f"started ({settings.timezone})", "backup", "status", "RTO s", "RPO h"):
             table.add_column(column)
         for r in reports:
             rpo = f"{r.rpo_seconds / 3600:.1f}" if r.rpo_seconds is not None else "-"
             rto = f"{r.rto_seconds:.1f}" if r.rto_seconds is not None else "-"
             status = r.status if r.status == "passed" else f"FAILED ({r.failed_step})"
-            table.add_row(r.id, shown_time(r.started_at, settings.zone), r.backup_id or "-", status, rto, rpo)
+            started = shown_time(r.started_at, settings.zone)
+            table.add_row(r.id, r.kind, started, r.backup_id or "-", status, rto, rpo)
         out.print(table)
         for key in unreadable:
             err.print(f"[yellow]warning:[/yellow] unreadable drill report {key}", highlight=False)
         return
-    from sppg_backup.flows.recovery_drill import recovery_drill
+    from sppg_backup.flows.recovery_drill import recovery_drill, recovery_drill_pitr
 
-    result = given.run(recovery_drill, json_failure={} if as_json else None)
+    result = given.run(recovery_drill_pitr if pitr else recovery_drill, json_failure={} if as_json else None)
     if as_json:
         print(json.dumps(result, indent=2))
+        return
+    if pitr:
+        out.print(
+            f"drill {result['id']} passed: base backup {result['backup_id']} and its WAL recovered, RTO "
+            f"{result['rto_seconds']:.1f} s, RPO {result['rpo_seconds']:.0f} s (the newest WAL in storage)",
+            highlight=False,
+        )
         return
     out.print(
         f"drill {result['id']} passed: backup {result['backup_id']} restored, RTO {result['rto_seconds']:.1f} s, "

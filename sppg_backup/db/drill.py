@@ -41,6 +41,7 @@ class DrillReport(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     id: str
+    kind: Literal["dump", "pitr"] = "dump"  # pitr: a base backup and the WAL after it, recovered to the newest
     backup_id: str | None
     backup_created_at: datetime | None
     started_at: datetime
@@ -148,8 +149,11 @@ def build_report(
     smoke: list[SmokeResult],
     app: AppTestResult | None,
     failure: CheckFailed | None,
+    data_as_of: datetime | None = None,
+    kind: Literal["dump", "pitr"] = "dump",
 ) -> DrillReport:
-    """Passed only when every step ran and every smoke check and the application tests passed."""
+    """Passed only when every step ran and every smoke check and the application tests passed. RPO: how old
+    the newest restorable data is (the backup's time, or for point-in-time recovery the newest WAL's)."""
     failed_step, detail = None, "restored, smoke checks passed" + (", application tests passed" if app else "")
     bad_checks = [r for r in smoke if not r.passed]
     if failure is not None:
@@ -160,8 +164,10 @@ def build_report(
     elif app is not None and app.exit_code != 0:
         last = app.output_tail.strip().splitlines()[-1:] or ["no output"]
         failed_step, detail = "application tests", f"`{app.command}` exited with {app.exit_code}: {last[0]}"
+    newest = data_as_of or backup_created_at
     return DrillReport(
         id=new_drill_id(watch.started_at),
+        kind=kind,
         backup_id=backup_id,
         backup_created_at=backup_created_at,
         started_at=watch.started_at,
@@ -170,7 +176,7 @@ def build_report(
         failed_step=failed_step,
         detail=detail,
         rto_seconds=rto_seconds if not failed_step else None,
-        rpo_seconds=round((watch.started_at - backup_created_at).total_seconds(), 3) if backup_created_at else None,
+        rpo_seconds=round((watch.started_at - newest).total_seconds(), 3) if newest else None,
         steps=watch.steps,
         smoke_checks=smoke,
         app_test=app,

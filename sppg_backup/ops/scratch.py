@@ -9,6 +9,7 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,24 @@ def _try_lock(folder: Path) -> int | None:
     return fd
 
 
+def stop_server(data: Path) -> None:
+    """A scratch PostgreSQL server a killed run left running on `data` (a base backup's check): stopped at once,
+    its data being thrown away. Only the postmaster whose command line names this folder."""
+    try:
+        pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError):
+        return
+    if str(data) not in command:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGQUIT)  # immediate shutdown
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists():
+            return
+        time.sleep(0.1)
+
+
 def abandoned(root: Path) -> list[Path]:
     """The folders under `root` no live run holds (their run ended or was killed)."""
     return clean_abandoned(root, remove=False)
@@ -59,6 +78,7 @@ def clean_abandoned(root: Path, remove: bool = True, spare: str = "") -> list[Pa
                 continue
             try:
                 if remove:
+                    stop_server(folder / "data")
                     shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder)
             finally:

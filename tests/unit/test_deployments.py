@@ -16,6 +16,8 @@ EXPECTED = {
     "prune-file-snapshots": "30 2 * * *",
     "backup-full-system": "0 1 * * 0",
     "backup-base": "0 2 * * 0",
+    "verify-base-backup": "30 3 * * 0",
+    "recovery-drill-pitr": "30 5 * * 0",
 }
 
 
