@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     replication_slot: str = Field("sppg_backup", pattern=r"^[a-z0-9_]{1,63}$")
     wal_dir: Path | None = None  # the receiver's local spool; default STATE_DIR/wal
     wal_upload_interval_seconds: int = Field(10, ge=1)  # the segment being written reaches storage this often
+    wal_stall_minutes: float = Field(5, gt=0)  # alert: no WAL reached storage for this long
+    slot_max_retained_bytes: int = Field(10 * 2**30, gt=0)  # alert: the slot holds this much WAL on the server
+    base_max_age_days: float = Field(8, gt=0)  # alert: no base backup for this long
 
     _split = field_validator(
         "age_recipients",

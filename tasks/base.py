@@ -15,7 +15,7 @@ from sppg_backup.ops import report
 from sppg_backup.physical import base
 from sppg_backup.settings import Settings
 from sppg_backup.tasks.common import destinations, who
-from sppg_backup.tasks.reporting import Entry, tell
+from sppg_backup.tasks.reporting import Entry, Measures, tell
 
 
 @task(name="check-replication", cache_policy=NO_CACHE, timeout_seconds=120)
@@ -54,13 +54,20 @@ def report_base(settings: Settings, manifest: Manifest | None, error: BaseExcept
         where = destinations(settings).storage.describe(manifest.data_key)
         details = {"size": manifest.size, "sha256": manifest.sha256, "location": where}
         entry = Entry("backup.base", manifest.id, "ok", details)
-        tell(settings, "backup-base", report.base_succeeded(manifest, where, settings.zone), entry)
+        measures = {
+            "backup_last_success_timestamp": manifest.finished_at.timestamp(),
+            "backup_duration_seconds": manifest.duration_seconds,
+            "backup_file_size_bytes": manifest.size,
+            "backup_last_run_success": 1,
+        }
+        told = report.base_succeeded(manifest, where, settings.zone)
+        tell(settings, "backup-base", told, entry, Measures({"kind": "base"}, measures))
         return
     try:
         server = postgres.parse(settings.replication_target)[0].label
     except BackupError:
         server = "(unparsable SPPG_BACKUP_REPLICATION_URL)"
     entry = Entry("backup.base", "-", "failed", {"error": str(error)}, to_storage=False)
-    tell(
-        settings, "backup-base", report.base_failed(error or Exception("unknown"), server, settings.storage_url), entry
-    )
+    failed = {"backup_last_failure_timestamp": datetime.now(UTC).timestamp(), "backup_last_run_success": 0}
+    told = report.base_failed(error or Exception("unknown"), server, settings.storage_url)
+    tell(settings, "backup-base", told, entry, Measures({"kind": "base"}, failed))

@@ -20,8 +20,10 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL
 
 from sppg_backup.db.catalog import list_backups
+from sppg_backup.errors import BackupError
 from sppg_backup.files import snapshots
 from sppg_backup.ops import health, metrics, notify, report, schedules, stopped
+from sppg_backup.physical import receiver
 from sppg_backup.settings import Settings
 from sppg_backup.tasks.common import destinations
 from sppg_backup.tasks.leftovers import leftovers
@@ -47,6 +49,8 @@ def evaluate_health(settings: Settings) -> list[health.Alert]:
     servers = (settings.database_url, settings.verify_database_url or settings.database_url)
     left = leftovers(settings, uploads=True, servers=servers, remove=False)
     alerts += [health.leftovers_alert(left)] if left else []
+    if settings.pitr:
+        alerts += wal_alerts(settings, now)
     for usage in usages:
         metrics.record(
             {"location": usage.location},
@@ -60,6 +64,28 @@ def evaluate_health(settings: Settings) -> list[health.Alert]:
     for alert in alerts:
         get_run_logger().warning("ALERT %s: %s", alert.name, alert.summary)
     return alerts
+
+
+def wal_alerts(settings: Settings, now: datetime) -> list[health.Alert]:
+    """The WAL archive's and the slot's alerts, and their metrics; a server that cannot be asked is an alert."""
+    storage = destinations(settings).storage
+    try:
+        facts = receiver.status(settings, storage, now.timestamp())
+    except BackupError as exc:
+        return [health.Alert("wal_slot_unreadable", f"cannot read replication slot {settings.replication_slot}: {exc}")]
+    newest = datetime.fromisoformat(facts["newest_upload"]) if facts["newest_upload"] else None
+    bases = list_backups(storage, ("base",)).backups
+    found = health.WalState(
+        newest, facts["slot_exists"], facts["slot_retained_bytes"], bases[-1].finished_at if bases else None
+    )
+    values = {"backup_wal_archive_lag_seconds": facts["lag_seconds"] if newest else now.timestamp()}
+    if newest:
+        values["backup_wal_last_archived_timestamp"] = newest.timestamp()
+    if facts["slot_retained_bytes"] is not None:
+        values["backup_wal_slot_retained_bytes"] = facts["slot_retained_bytes"]
+    metrics.record({"kind": "wal"}, values, settings.metrics_file, settings.pushgateway_url)
+    limits = health.WalLimits(settings.wal_stall_minutes, settings.slot_max_retained_bytes, settings.base_max_age_days)
+    return health.pitr_alerts(found, now, limits, settings.replication_slot)
 
 
 @task(name="report-health-failure", cache_policy=NO_CACHE)

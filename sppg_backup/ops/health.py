@@ -105,6 +105,68 @@ def evaluate(backups: list[Manifest], now: datetime, usages: list[Usage], limits
     return alerts
 
 
+@dataclass(frozen=True)
+class WalState:
+    """The WAL archive and the slot as the check found them (receiver.status)."""
+
+    newest_upload: datetime | None
+    slot_exists: bool
+    slot_retained_bytes: int | None
+    newest_base: datetime | None
+
+
+@dataclass(frozen=True)
+class WalLimits:
+    stall_minutes: float = 5
+    slot_max_bytes: int = 10 * 2**30
+    base_max_age_days: float = 8
+
+
+def pitr_alerts(found: WalState, now: datetime, limits: WalLimits, slot: str) -> list[Alert]:
+    """Point-in-time recovery in danger: WAL stopped reaching storage (the RPO grows), the slot holds WAL on
+    the server (a dead receiver fills the database's disk), no fresh base backup (recovery replays ever more)."""
+    alerts = []
+    stalled = timedelta(minutes=limits.stall_minutes)
+    if found.newest_upload is None or found.newest_upload < now - stalled:
+        since = (
+            f"the newest upload is from {found.newest_upload.isoformat(timespec='seconds')}"
+            if found.newest_upload
+            else "none ever"
+        )
+        alerts.append(
+            Alert(
+                "wal_archiving_stalled",
+                f"no WAL reached storage in {limits.stall_minutes:g} minutes ({since}): is `sppg-backup wal stream` "
+                "running? (`sppg-backup wal status`, its log)",
+            )
+        )
+    if not found.slot_exists:
+        alerts.append(
+            Alert(
+                "wal_slot_missing",
+                f"replication slot {slot} is not on the server: start `sppg-backup wal stream`, which creates it",
+            )
+        )
+    elif found.slot_retained_bytes is not None and found.slot_retained_bytes > limits.slot_max_bytes:
+        alerts.append(
+            Alert(
+                "wal_slot_retains_too_much",
+                f"replication slot {slot} holds {human_size(found.slot_retained_bytes)} of WAL on the database server "
+                f"(limit {human_size(limits.slot_max_bytes)}): the receiver is behind or dead and the server's disk "
+                f"fills; start it, or drop the slot (SELECT pg_drop_replication_slot('{slot}')) and take a base backup",
+            )
+        )
+    if found.newest_base is None or found.newest_base < now - timedelta(days=limits.base_max_age_days):
+        since = f"the newest is from {found.newest_base.date()}" if found.newest_base else "there is none"
+        alerts.append(
+            Alert(
+                "base_backup_missing",
+                f"no base backup in {limits.base_max_age_days:g} days ({since}): run `sppg-backup backup base`",
+            )
+        )
+    return alerts
+
+
 def stopped_alert(left: Record, zone: ZoneInfo) -> Alert:
     return Alert(
         "services_left_stopped",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from pathlib import Path
 
@@ -23,6 +24,9 @@ HELP = {
     "backup_previous_file_size_bytes": "Stored size of the backup before the last one",
     "backup_storage_used_ratio": "Used fraction of the backup storage (location=local disk or storage)",
     "backup_health_alerts": "Number of active backup health alerts",
+    "backup_wal_last_archived_timestamp": "Unix time the newest WAL reached storage",
+    "backup_wal_archive_lag_seconds": "Seconds since the newest WAL reached storage, at the last check",
+    "backup_wal_slot_retained_bytes": "Bytes of WAL the replication slot holds on the database server",
 }
 
 
@@ -48,10 +52,12 @@ def record(labels: dict[str, str], values: dict[str, float], textfile: Path | No
     update = {(name, key): value for name, value in values.items()}
     if textfile is not None:
         try:
-            merged = _load(textfile)
-            merged.update(update)
             textfile.parent.mkdir(parents=True, exist_ok=True)
-            write_to_textfile(str(textfile), _registry(merged))
+            with open(textfile.with_name(textfile.name + ".lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # the receiver and the flows write it at the same time
+                merged = _load(textfile)
+                merged.update(update)
+                write_to_textfile(str(textfile), _registry(merged))
         except (OSError, ValueError) as exc:
             log.warning("cannot write metrics file %s: %s", textfile, exc)
     if pushgateway:

@@ -24,6 +24,7 @@ from typing import Any
 from sppg_backup import keys
 from sppg_backup.db import postgres
 from sppg_backup.errors import BackupError, NotFoundError, PermanentError
+from sppg_backup.ops import metrics
 from sppg_backup.physical import wal
 from sppg_backup.physical.base import refused
 from sppg_backup.settings import Settings
@@ -173,6 +174,9 @@ class Receiver:
         except (BackupError, OSError) as exc:  # storage away for a moment: the spool keeps it for the next round
             log.error("WAL upload failed, kept in %s for the next try: %s", self.spool, exc)
             return
+        if names or partial:
+            now = {"backup_wal_last_archived_timestamp": time.time(), "backup_wal_archive_lag_seconds": 0}
+            metrics.record({"kind": "wal"}, now, self.settings.metrics_file, self.settings.pushgateway_url)
         for name in [*names, *([partial + PARTIAL] if partial else [])]:
             if on_upload is not None:
                 on_upload(name)
