@@ -4,6 +4,12 @@ limits are those `prefect deploy --all` makes, defined once."""
 from __future__ import annotations
 
 import importlib
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +19,9 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.schedules import Cron
 
 from sppg_backup.errors import ConfigError
+from sppg_backup.physical.receiver import die_with_parent
+
+log = logging.getLogger(__name__)
 
 PLACES = (Path(__file__).resolve().parents[1] / "prefect.yaml", Path.cwd() / "prefect.yaml")  # the checkout's
 
@@ -59,5 +68,50 @@ def deployments(config_file: str | None = None) -> list[Any]:
     return made
 
 
-def serve_all(config_file: str | None = None) -> None:
-    serve(*deployments(config_file))
+class Beside:
+    """`sppg-backup wal stream` in a process of its own beside the served deployments (a flow run that never ends
+    is the wrong shape): started again when it dies, stopped (SIGTERM: it uploads what it has) with serve, and
+    gone with it even after kill -9 (its parent-death signal)."""
+
+    def __init__(self, config_file: str | None) -> None:
+        self.command = [sys.executable, "-m", "sppg_backup", *(["--config", config_file] if config_file else [])]
+        self.command += ["wal", "stream"]
+        self.stopping = threading.Event()
+        self.child: subprocess.Popen[bytes] | None = None
+        self.thread = threading.Thread(target=self._keep, name="wal-receiver", daemon=True)
+
+    def _keep(self) -> None:
+        backoff = 1.0
+        while not self.stopping.is_set():
+            began = time.monotonic()
+            self.child = subprocess.Popen(self.command, preexec_fn=die_with_parent)  # noqa: PLW1509
+            code = self.child.wait()
+            if self.stopping.is_set():
+                return
+            backoff = 1.0 if time.monotonic() - began > 60 else min(backoff * 2, 60.0)
+            log.error("the WAL receiver ended (exit %s); starting it again in %.0f s", code, backoff)
+            self.stopping.wait(backoff)
+
+    def __enter__(self) -> Beside:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+            try:
+                self.child.wait(60)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+        self.thread.join(5)
+
+
+def serve_all(config_file: str | None = None, pitr: bool = False) -> None:
+    """Every deployment; with point-in-time recovery set up, the WAL receiver beside them."""
+    made = deployments(config_file)
+    if not pitr:
+        serve(*made)
+        return
+    with Beside(config_file):
+        serve(*made)

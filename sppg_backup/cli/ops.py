@@ -105,12 +105,14 @@ def keygen(
 
 @app.command("serve")
 def serve(ctx: typer.Context) -> None:
-    """Serve every deployment (schedules included) from this process, without a work pool."""
+    """Serve every deployment (schedules included) from this process, without a work pool; with
+    SPPG_BACKUP_PITR set, the WAL receiver (`wal stream`) runs beside them."""
     given: Invocation = ctx.obj
     from sppg_backup.deployments.serve import serve_all
 
     config = given.config
-    given.run(serve_all, str(config) if config else None)  # a missing prefect.yaml is one line
+    pitr = given.settings().pitr
+    given.run(serve_all, str(config) if config else None, pitr)  # a missing prefect.yaml is one line
 
 
 @app.command("demo")

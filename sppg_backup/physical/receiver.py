@@ -38,7 +38,7 @@ PIDFILE = "receiver.pid"
 MAX_BACKOFF = 30.0
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child: SIGTERM when the receiver dies, even by kill -9, so no pg_receivewal holds the slot."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -98,7 +98,7 @@ class Receiver:
         ensure_slot(self.settings.replication_target, self.settings.replication_slot, self.settings.pg_bin_dir)
         command, env = self.command()
         child = subprocess.Popen(
-            command, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
+            command, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent
         )
         (self.spool / PIDFILE).write_text(str(child.pid))
         threading.Thread(target=_relay, args=(child,), daemon=True).start()
