@@ -1,5 +1,6 @@
-"""verify of a base backup and the point-in-time drill: unpacked on a scratch server, pg_verifybackup, started, smoke-checked, removed;
-a damaged one fails with one line and is recorded as failed; nothing is left running or on disk."""
+"""verify of a base backup and the point-in-time drill: unpacked on a scratch server, pg_verifybackup, started,
+smoke-checked, removed; a damaged one fails with one line and is recorded as failed; nothing is left running
+or on disk."""
 
 from __future__ import annotations
 
