@@ -15,7 +15,7 @@ from sppg_backup.db.catalog import Manifest
 from sppg_backup.display import shown_time
 from sppg_backup.errors import CheckFailed, ConfigError
 from sppg_backup.ops.report import Report
-from sppg_backup.physical import pitr
+from sppg_backup.physical import gaps, pitr
 from sppg_backup.physical.pitr import PitrRequest
 from sppg_backup.settings import Settings
 from sppg_backup.tasks.common import destinations
@@ -56,7 +56,10 @@ def unpack_base(settings: Settings, manifest: Manifest, target: Path) -> int:
 def fetch_wal(settings: Settings, manifest: Manifest, target: Path) -> list[str]:
     """Every WAL file after the base backup, from storage into TARGET/wal (sha256 checked each)."""
     names = pitr.fetch_wal(destinations(settings).storage, manifest, identities_for(settings, manifest), target / "wal")
-    get_run_logger().info("fetched %d WAL files (%s)", len(names), f"{names[0]} .. {names[-1]}" if names else "none")
+    logger = get_run_logger()
+    logger.info("fetched %d WAL files (%s)", len(names), f"{names[0]} .. {names[-1]}" if names else "none")
+    for why in gaps.damaged_wal(target / "wal").values():
+        logger.warning("left out: %s", why)  # the recovery fails naming it if it needs it
     return names
 
 
@@ -67,10 +70,16 @@ def server_bin(settings: Settings, major: int = 0) -> Path:
 
 @task(name="recover", cache_policy=NO_CACHE, timeout_seconds=6 * 3600)
 def recover(settings: Settings, request: PitrRequest, manifest: Manifest, target: Path, port: int) -> None:
-    """PostgreSQL's recovery to the target, then promotion; a recovery that stopped short fails."""
-    pitr.configure(target / "data", target / "wal", request.to, port)
+    """PostgreSQL's recovery to the target, then promotion; a gap in the WAL the target needs fails before the
+    server starts, and a recovery that stopped short fails."""
+    assert manifest.physical is not None
     major = int(manifest.server_version.split(".")[0])
-    pitr.start(target / "data", target / "wal", server_bin(settings, major), settings.dump_timeout_seconds)
+    bin_dir = server_bin(settings, major)
+    where = destinations(settings).storage.url
+    start_wal = manifest.physical.start_wal
+    gaps.check_wal(target / "data", target / "wal", start_wal, request.to, bin_dir, where, settings.zone)
+    pitr.configure(target / "data", target / "wal", request.to, port)
+    pitr.start(target / "data", target / "wal", bin_dir, settings.dump_timeout_seconds)
     get_run_logger().info("recovered and promoted, listening on 127.0.0.1:%d", port)
 
 

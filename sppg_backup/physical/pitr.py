@@ -4,12 +4,14 @@ touched.
 
 The WAL is fetched ahead into a folder beside the data and replayed with a plain copy command, so the server
 needs nothing of sppg-backup (a stock PostgreSQL, in a container or not, whose user cannot run this program).
+Before the server starts, the fetched WAL is checked for a gap (physical/gaps.py).
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -29,6 +31,7 @@ from sppg_backup.display import shown_time
 from sppg_backup.errors import CheckFailed, ConfigError, NotFoundError, PermanentError
 from sppg_backup.forms import Text, WibTime
 from sppg_backup.physical import wal
+from sppg_backup.physical.gaps import DAMAGED
 from sppg_backup.storage import Storage
 from sppg_backup.stream import safe_tar
 from sppg_backup.stream.pack import download, opened
@@ -114,15 +117,30 @@ def unpack_base(storage: Storage, manifest: Manifest, identities: list[Any], dat
 
 def fetch_wal(storage: Storage, manifest: Manifest, identities: list[Any], folder: Path) -> list[str]:
     """Every WAL file the recovery may ask for after the base backup: timeline histories, the segments from
-    its first one on, the segment the receiver was writing. The names fetched."""
+    its first one on, the segment the receiver was writing. The names fetched.
+
+    A segment that is damaged in storage (it does not decrypt, decompress or match its sha256) is left out and
+    noted in `folder`/.damaged: a recovery to a time before it does not need it, and `check_wal` names it when
+    the recovery does. A damaged timeline history fails at once."""
     assert manifest.physical is not None
     start = manifest.physical.start_wal
     names = {a.name for a in wal.archived(storage)} | {p.name for p in wal.partials(storage)}
     wanted = sorted(n for n in names if n.endswith(".history") or (len(n) == 24 and n[8:] >= start[8:]))
     folder.mkdir(parents=True, exist_ok=True)
+    fetched, damaged = [], []
     for name in wanted:
-        wal.fetch(storage, name, folder / name, identities)
-    return wanted
+        try:
+            wal.fetch(storage, name, folder / name, identities)
+        except CheckFailed as exc:
+            if name.endswith(".history"):
+                raise
+            damaged.append(f"{name}\t{' '.join(str(exc).split())}")
+            continue
+        fetched.append(name)
+    (folder / DAMAGED).unlink(missing_ok=True)
+    if damaged:
+        (folder / DAMAGED).write_text("\n".join(damaged) + "\n")
+    return fetched
 
 
 def configure(data: Path, folder: Path, to: datetime | None, port: int) -> None:
@@ -173,11 +191,19 @@ def start(data: Path, folder: Path, bin_dir: Path, timeout: float) -> Path:
 
 
 def _short(said: str) -> str:
-    """Where the recovery got to and the WAL it could not find, from the server's log."""
+    """Where the recovery got to, from the server's log, and what PostgreSQL said when it stopped short."""
     lines = [line.strip() for line in said.splitlines() if line.strip()]
-    reached = [line for line in lines if "redo done at" in line or "last completed transaction" in line]
-    fatal = [line for line in lines if "FATAL" in line]
-    return "the recovery stopped before the target: " + "; ".join([*reached[-1:], *fatal[-1:]])
+    redo = [m.group(1) for m in (re.search(r"redo done at ([0-9A-F]+/[0-9A-F]+)", line) for line in lines) if m]
+    when = [line.split("log time", 1)[1].strip() for line in lines if "last completed transaction" in line]
+    fatal = [line.split("FATAL:", 1)[-1].strip() for line in lines if "FATAL" in line]
+    got = f"the recovery stopped at {redo[-1]}" if redo else "the recovery stopped"
+    got += f" (its last transaction at {when[-1]})" if when else ""
+    if fatal and SHORT in fatal[-1]:
+        return (
+            f"{got}, short of the target: the WAL it could read has no transaction ending after the target "
+            "(`--latest` recovers all the archive holds)"
+        )
+    return f"{got} before reaching the target: {fatal[-1] if fatal else 'see the recovery log'}"
 
 
 def stop(data: Path, bin_dir: Path) -> None:
