@@ -9,6 +9,7 @@ has been verified. Memory stays bounded: the file on disk is the buffer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -191,13 +192,18 @@ class _Loader:
             proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=env)
             with self.cond:
                 self.procs.add(proc)
+            assert proc.stdin is not None
             try:
-                assert proc.stdin is not None
                 self._feed(proc.stdin, self.blocks[run[0]][1], run[-1])
-                proc.stdin.close()
             except BrokenPipeError:
                 pass
             finally:
+                # Whatever ended the feed: pg_restore gets its end of input, and is killed when the restore
+                # failed; it may have started after the failure killed the others, and would wait for input.
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+                if self.error is not None:
+                    proc.kill()
                 proc.wait()
                 with self.cond:
                     self.procs.discard(proc)
