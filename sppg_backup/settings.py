@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     compression_level: int | None = Field(None, ge=1, le=19)
     encryption: bool = True
     services: CommaList = []
+    db_container: str | None = None  # the database's container (name or Compose service): `restore pitr --replace`
     service_stop_timeout_seconds: int = Field(30, ge=0)
     service_start_timeout_seconds: int = Field(120, ge=1)
     age_recipients: CommaList = []

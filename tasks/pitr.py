@@ -32,9 +32,11 @@ def target_of(request: PitrRequest) -> Path:
 
 
 @task(name="choose-base-backup", cache_policy=NO_CACHE, timeout_seconds=300)
-def choose_base(settings: Settings, request: PitrRequest, port: int) -> Manifest:
+def choose_base(
+    settings: Settings, request: PitrRequest, port: int, target: Path, ignore: tuple[str, ...] = ()
+) -> Manifest:
     """Check the folder and port, then the newest base backup ending before the target; its key opens it."""
-    pitr.check_target(target_of(request), port)
+    pitr.check_target(target, port, ignore)
     manifest = pitr.choose(destinations(settings).storage, request.to, settings.zone)
     identities_for(settings, manifest)
     get_run_logger().info("base backup %s (ends %s)", manifest.id, shown_time(manifest.finished_at, settings.zone))

@@ -17,6 +17,7 @@ from sppg_backup.ops import containers, report, scratch, stopped
 from sppg_backup.settings import Settings
 from sppg_backup.stream import growing
 from sppg_backup.tasks.common import destinations, keyed_on, retrying, who
+from sppg_backup.tasks.pitr_replace import undo_abandoned
 from sppg_backup.tasks.reporting import Entry, tell
 from sppg_backup.tasks.verify import fetch, identities_for
 
@@ -109,6 +110,12 @@ def start_left_stopped(settings: Settings) -> list[str]:
     """Start what an earlier run stopped and, killed, never started again; the names started. Never fails the
     restore it comes before: what cannot be started stays recorded, and `status` keeps saying so."""
     started: list[str] = []
+    try:  # a data swap a killed `restore pitr --replace` left half-done is undone before its database starts
+        for said in undo_abandoned(settings):
+            get_run_logger().warning("%s", said)
+    except Exception as exc:
+        get_run_logger().error("a data swap left by a killed run cannot be finished: %s", exc)
+        return started  # its database stays stopped: starting it on half its data would be worse
     for left in stopped.abandoned(settings.state_dir):
         try:
             client = containers.connect()

@@ -147,16 +147,28 @@ def wal_status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json
 @restore_app.command("pitr")
 def restore_pitr_command(
     ctx: typer.Context,
-    target_dir: Annotated[Path, typer.Option(help="A new or empty folder for the recovered server's data.")],
+    target_dir: Annotated[
+        Path | None, typer.Option(help="A new or empty folder for the recovered server's data (not with --replace).")
+    ] = None,
     to: Annotated[
         str | None, typer.Option(help="The time to recover to (ISO 8601; without a zone, in SPPG_BACKUP_TIMEZONE).")
     ] = None,
     latest: Annotated[bool, typer.Option("--latest", help="Recover to the newest WAL in storage.")] = False,
     port: Annotated[int, typer.Option(help="The port it listens on (default: a free one).")] = 0,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Put the recovered data in place of the database container's (SPPG_BACKUP_DB_CONTAINER); "
+            "its old data is kept aside.",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm --replace over the running database.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Bring the database back to any second (the restore-pitr flow): base backup + WAL into a new data
-    directory, recovered, promoted and checked, beside the running database, which is not touched."""
+    directory, recovered, promoted and checked, beside the running database, which is not touched; with
+    --replace --yes, then in place of the database container's data."""
     from datetime import datetime
 
     given: Invocation = ctx.obj
@@ -173,10 +185,21 @@ def restore_pitr_command(
     from sppg_backup.flows.restore_pitr import restore_pitr
     from sppg_backup.physical.pitr import PitrRequest
 
-    request = PitrRequest(to=moment, latest=latest, target_dir=str(target_dir.resolve()), port=port)
+    if target_dir is None and not replace:
+        fail(ConfigError("give --target-dir (a new or empty folder), or --replace"))
+    folder = str(target_dir.resolve()) if target_dir else None
+    request = PitrRequest(to=moment, latest=latest, target_dir=folder, port=port, replace=replace, confirm=yes)
     result = given.run(restore_pitr, request=request, json_failure={} if as_json else None)
     if as_json:
         print(json.dumps(result, indent=2))
+        return
+    if replace:
+        out.print(
+            f"recovered to {to or 'the latest WAL'} and put in place of {result['replaced']}: {result['url']} "
+            f"(base backup {result['base_backup_id']}, {result['wal_files']} WAL files, {result['seconds']:.1f} s); "
+            f"its old data is kept in {result['kept']}",
+            highlight=False,
+        )
         return
     out.print(
         f"recovered to {to or 'the latest WAL'}: {result['url']} (port {result['port']}, data {result['data_dir']}, "

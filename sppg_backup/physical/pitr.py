@@ -9,6 +9,7 @@ Before the server starts, the fetched WAL is checked for a gap (physical/gaps.py
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import re
@@ -36,6 +37,7 @@ from sppg_backup.storage import Storage
 from sppg_backup.stream import safe_tar
 from sppg_backup.stream.pack import download, opened
 
+MARK = "# point-in-time restore by sppg-backup"  # what follows it in postgresql.auto.conf is ours
 SHORT = "recovery ended before configured recovery target was reached"
 
 
@@ -71,15 +73,16 @@ def choose(storage: Storage, to: datetime | None, zone: Any) -> Manifest:
     return [m for m in found.bases if m.finished_at <= to][-1]
 
 
-def check_target(target: Path, port: int) -> None:
+def check_target(target: Path, port: int, ignore: tuple[str, ...] = ()) -> None:
     """An empty (or new) folder and a free port, before anything is downloaded."""
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+    if target.exists() and (not target.is_dir() or any(p.name not in ignore for p in target.iterdir())):
         raise ConfigError(f"--target-dir {target} is not empty: give a new or empty folder")
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             raise ConfigError(f"port {port} is in use: give another with --port") from None
+    groups_to_reach(target, server_user())
 
 
 def server_user() -> pwd.struct_passwd | None:
@@ -90,6 +93,32 @@ def server_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam("postgres")
     except KeyError:
         raise ConfigError("running as root, but there is no `postgres` user to run the restored server") from None
+
+
+def groups_to_reach(folder: Path, user: pwd.struct_passwd | None) -> list[int]:
+    """The groups the server's user also needs to pass through the folders above `folder` (Docker's data root
+    is open to its group only); a folder closed to it is a clear error, before anything is downloaded."""
+    if user is None:
+        return []
+    own = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem)}
+    needed: set[int] = set()
+    for above in folder.resolve().parents:
+        mode = above.stat()
+        if mode.st_uid == user.pw_uid and mode.st_mode & 0o100 or mode.st_mode & 0o001:
+            continue
+        if not mode.st_mode & 0o010:
+            raise ConfigError(f"{above} is closed to the {user.pw_name} user that runs the recovered server")
+        if mode.st_gid not in own:
+            needed.add(mode.st_gid)
+    return sorted(needed)
+
+
+def _as_server(data: Path) -> dict[str, Any]:
+    """subprocess arguments that run a command as the server's user, able to reach `data`."""
+    user = server_user()
+    if user is None:
+        return {}
+    return {"user": user.pw_name, "extra_groups": groups_to_reach(data.parent, user) or None}
 
 
 def _give(path: Path, user: pwd.struct_passwd | None) -> None:
@@ -156,7 +185,7 @@ def configure(data: Path, folder: Path, to: datetime | None, port: int) -> None:
     if to is not None:
         lines.append(f"recovery_target_time = '{to.isoformat()}'")
     with open(data / "postgresql.auto.conf", "a") as conf:
-        conf.write("\n# point-in-time restore by sppg-backup\n" + "\n".join(lines) + "\n")
+        conf.write(f"\n{MARK}\n" + "\n".join(lines) + "\n")
     (data / "recovery.signal").touch()
     for stale in ("postmaster.pid", "standby.signal"):
         (data / stale).unlink(missing_ok=True)
@@ -173,7 +202,7 @@ def start(data: Path, folder: Path, bin_dir: Path, timeout: float) -> Path:
     for path in (data, folder, log):
         _give(path, user)
     pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "start"]
-    done = subprocess.run(pg_ctl, capture_output=True, text=True, user=user.pw_name if user else None, timeout=60)
+    done = subprocess.run(pg_ctl, capture_output=True, text=True, timeout=60, **_as_server(data))
     if done.returncode != 0:
         tail = " ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
         raise CheckFailed("pitr", f"the recovered server did not start: {done.stderr.strip()} {tail}".strip())
@@ -207,12 +236,11 @@ def _short(said: str) -> str:
 
 
 def stop(data: Path, bin_dir: Path) -> None:
-    user = server_user()
     subprocess.run(
         [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
         capture_output=True,
-        user=user.pw_name if user else None,
         check=False,
+        **_as_server(data),
     )
 
 
@@ -258,3 +286,10 @@ class PitrRequest(BaseModel):
         "database is not touched.",
     )
     port: int = Field(default=0, ge=0, le=65535, description="The port it listens on; 0: a free one.")
+    replace: bool = Field(
+        default=False,
+        description="Put the recovered data in place of the database container (DB_CONTAINER): the services and "
+        "the database are stopped, its data moved aside (kept), the recovered data moved in, all started again. "
+        "Leave the folder empty: the recovery runs beside the container's data.",
+    )
+    confirm: bool = Field(default=False, description="Tick to confirm replacing the running database's data.")
