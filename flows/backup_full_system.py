@@ -10,6 +10,7 @@ from prefect import flow
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.backup import dump_database, publish_backup
+from sppg_backup.tasks.base import check_replication, publish_base, report_base, take_base_backup
 from sppg_backup.tasks.choices import FULL, offer_backups
 from sppg_backup.tasks.common import step
 from sppg_backup.tasks.files import take_snapshot
@@ -37,6 +38,13 @@ def backup_full_system(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
         # 1. Database backup.
         dumped = step(dump_database, settings, timeout_seconds=settings.dump_timeout_seconds)
         database = step(publish_backup, settings, dumped)
+        # 1b. With point-in-time recovery: a base backup too, so the set restores to any second after it.
+        base = None
+        if settings.pitr:
+            step(check_replication, settings)
+            taken = step(take_base_backup, settings, timeout_seconds=settings.dump_timeout_seconds)
+            base = step(publish_base, settings, taken)
+            report_base(settings, base, send=False)  # its metrics and audit; the set's report is the message
         # 2. Application files.
         parts = [step(backup_application, settings, set_id)]
         # 3. Docker images.
@@ -44,7 +52,7 @@ def backup_full_system(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
         # The configuration, as its own snapshot (restorable alone with `restore config`).
         config = step(take_snapshot, settings, "config", part_of=set_id)
         # 4. Upload to cloud storage: every part is already there; the manifest makes the set.
-        full = step(publish_set, settings, set_id, started, database, parts, config)
+        full = step(publish_set, settings, set_id, started, database, parts, config, base)
     except BaseException as error:
         left = discard_set(settings, set_id) if set_id else ""
         report_full(

@@ -49,7 +49,9 @@ def publish_base(settings: Settings, manifest: Manifest) -> Manifest:
 
 
 @task(name="report-base", cache_policy=NO_CACHE)
-def report_base(settings: Settings, manifest: Manifest | None, error: BaseException | None = None) -> None:
+def report_base(
+    settings: Settings, manifest: Manifest | None, error: BaseException | None = None, send: bool = True
+) -> None:
     if manifest is not None:
         where = destinations(settings).storage.describe(manifest.data_key)
         details = {"size": manifest.size, "sha256": manifest.sha256, "location": where}
@@ -61,7 +63,7 @@ def report_base(settings: Settings, manifest: Manifest | None, error: BaseExcept
             "backup_last_run_success": 1,
         }
         told = report.base_succeeded(manifest, where, settings.zone)
-        tell(settings, "backup-base", told, entry, Measures({"kind": "base"}, measures))
+        tell(settings, "backup-base", told, entry, Measures({"kind": "base"}, measures), send=send)
         return
     try:
         server = postgres.parse(settings.replication_target)[0].label

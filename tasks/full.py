@@ -72,9 +72,10 @@ def publish_set(
     database: Manifest,
     parts: list[system.Part],
     config: Snapshot | None,
+    base: Manifest | None = None,
 ) -> system.FullSet:
     """4. One manifest for the whole set, written last."""
-    taken = system.Taken(set_id, started, database, parts, config, settings.app_dir, settings.docker_images)
+    taken = system.Taken(set_id, started, database, parts, config, settings.app_dir, settings.docker_images, base)
     full = system.assemble(taken, datetime.now(UTC), settings.encryption, who())
     system.publish(destinations(settings).storage, full)
     get_run_logger().info("full-system backup %s listed: %d parts", set_id, len(full.parts))

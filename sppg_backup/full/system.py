@@ -34,7 +34,7 @@ from sppg_backup.stream.safe_tar import Unpacked
 class Part(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: str
-    kind: Literal["database", "application", "image", "config"]
+    kind: Literal["database", "base", "application", "image", "config"]
     key: str | None = None  # stored object (application tar, image)
     ref: str | None = None  # the database backup or config snapshot it is
     size: int = 0
@@ -205,11 +205,14 @@ class Taken:
     config: Snapshot | None
     app_dir: Path | None
     images: list[str]
+    base: Manifest | None = None  # with point-in-time recovery: the base backup taken with the set
 
 
 def assemble(taken: Taken, finished: datetime, encrypted: bool, created_by: dict[str, str]) -> FullSet:
     """The set's manifest: the database backup first, the parts, then the configuration snapshot."""
     everything = [Part(name="database", kind="database", ref=taken.database.id, size=taken.database.size)]
+    if taken.base is not None:
+        everything.append(Part(name="base", kind="base", ref=taken.base.id, size=taken.base.size))
     everything += taken.parts
     if taken.config is not None:
         everything.append(Part(name="config", kind="config", ref=taken.config.id, size=taken.config.bytes))
@@ -275,8 +278,8 @@ def check_parts(storage: Storage, full: FullSet) -> None:
     missing = []
     for part in full.parts:
         try:
-            if part.kind == "database" and part.ref:
-                manifest = read_manifest(storage, "db", part.ref)
+            if part.kind in ("database", "base") and part.ref:
+                manifest = read_manifest(storage, "db" if part.kind == "database" else "base", part.ref)
                 if storage.stat(manifest.data_key).size != manifest.size:
                     missing.append(f"{part.name} ({part.ref}: size differs from its manifest)")
             elif part.kind == "config" and part.ref:

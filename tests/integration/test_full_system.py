@@ -190,3 +190,18 @@ def test_a_full_restore_of_an_incomplete_set_changes_nothing(
     assert not target_app.exists()
     assert system["engine"].client.containers.get("backend-1").status == "running"
     assert [m["type"] for m in webhook.messages][-1] == "failure"
+
+
+def test_with_point_in_time_recovery_the_set_takes_a_base_backup_too(
+    system: dict[str, Any], prefect_api: str, webhook: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPPG_BACKUP_PITR", "true")
+    made = ok(cli("backup", "full", "--json", api=prefect_api))
+    [base] = [p for p in made["parts"] if p["kind"] == "base"]
+    listed = ok(cli("list", "--kind", "base", "--json", api=prefect_api))["backups"]
+    assert [b["id"] for b in listed] == [base["ref"]]
+    assert [m["type"] for m in webhook.messages].count("success") == 1  # one message: the set's
+    storage = open_storage(system["STORAGE_URL"])
+    storage.delete(f"base/{base['ref']}.manifest.json")  # deleted by hand since: the set is incomplete
+    line = one_error(cli("restore", "full", "--yes", "--app-dir", str(system["tmp"] / "never"), api=prefect_api))
+    assert "incomplete" in line and base["ref"] in line
