@@ -3,9 +3,12 @@ or core call, and the one map from error kinds to exit codes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -56,7 +59,7 @@ class Invocation:
             if self.config is not None:
                 kwargs.setdefault("config_file", str(self.config))
             runs.guarded(runs.crash_runs_of_killed_commands)
-            with tags(runs.tag()):  # which process runs it: a later command tells a killed one's run apart
+            with tags(runs.tag()), stopped_by_sigterm():  # tags: a later command tells a killed one's run apart
                 return func(*args, **kwargs)
         except Exception as exc:
             if self.verbose and not isinstance(exc, BackupError):
@@ -64,6 +67,26 @@ class Invocation:
             if json_failure is not None and isinstance(exc, CheckFailed):
                 print(json.dumps({**json_failure, "status": "failed", "check": exc.check, "detail": str(exc)}))
             fail(exc)
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped()
+
+
+@contextlib.contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """SIGTERM during a flow ends in the Stopped line and exit 143. Prefect turns it into TerminationSignal while
+    its engine runs, then sends it again to the handler it found: the default one would kill the process with no
+    line said, before or after the flow's own failure handling (a race the tests saw)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _stop)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.callback()

@@ -1,0 +1,29 @@
+"""One `restore pitr --latest` through the core (choose, download, unpack, WAL, gap check, recovery, promotion),
+no Prefect. Usage: run_pitr_core.py TARGET_DIR"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sppg_backup.physical import gaps, pitr
+from sppg_backup.sandbox.clusters import default_bin_dir
+from sppg_backup.settings import load_settings
+from sppg_backup.storage import destinations
+from sppg_backup.stream.crypto import identities_from
+
+settings = load_settings()
+storage = destinations.open_destinations(settings).storage
+target, port = Path(sys.argv[1]), pitr.free_port()
+pitr.check_target(target, port)
+manifest = pitr.choose(storage, None, settings.zone)
+assert manifest.physical is not None
+identities = identities_from(settings.age_identity_file)
+target.mkdir(parents=True, exist_ok=True)
+pitr.unpack_base(storage, manifest, identities, target / "data", target)
+pitr.fetch_wal(storage, manifest, identities, target / "wal")
+bin_dir = default_bin_dir()
+gaps.check_wal(target / "data", target / "wal", manifest.physical.start_wal, None, bin_dir, storage.url, settings.zone)
+pitr.configure(target / "data", target / "wal", None, port)
+pitr.start(target / "data", target / "wal", bin_dir, 3600)
+print(f"  recovered {manifest.id} on port {port}", file=sys.stderr)
