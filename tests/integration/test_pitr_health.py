@@ -58,6 +58,7 @@ def test_status_raises_the_pitr_alerts_and_clears_them_once_the_receiver_runs(
             conn.execute("CREATE TABLE IF NOT EXISTS pulse (at timestamptz DEFAULT now())")
             conn.execute("INSERT INTO pulse DEFAULT VALUES")
         time.sleep(1.5)
+        monkeypatch.setenv("SPPG_BACKUP_WAL_STALL_MINUTES", "0.5")  # `status` itself takes seconds on a busy CI
         assert alerts(prefect_api) == {}
         measured = wal_metrics(Path(wal_env["METRICS_FILE"]))
         assert time.time() - measured["backup_wal_last_archived_timestamp"] < 10
@@ -68,6 +69,7 @@ def test_status_raises_the_pitr_alerts_and_clears_them_once_the_receiver_runs(
     with psycopg.connect(primary.url("erp_sppg"), autocommit=True) as conn:  # WAL nobody receives: the slot holds it
         conn.execute("INSERT INTO pulse SELECT FROM generate_series(1, 1000)")
     time.sleep(3.5)
+    monkeypatch.setenv("SPPG_BACKUP_WAL_STALL_MINUTES", "0.05")
     monkeypatch.setenv("SPPG_BACKUP_SLOT_MAX_RETAINED_BYTES", "4096")
     after = alerts(prefect_api)
     assert set(after) == {"wal_archiving_stalled", "wal_slot_retains_too_much"}, after
