@@ -1,4 +1,4 @@
-"""One `restore pitr --latest` through the core (choose, download, unpack, WAL, gap check, recovery, promotion),
+"""One `restore pitr --latest` through the core (choose, stream and unpack, WAL, gap check, recovery, promotion),
 no Prefect. Usage: run_pitr_core.py TARGET_DIR"""
 
 import sys
@@ -20,7 +20,7 @@ manifest = pitr.choose(storage, None, settings.zone)
 assert manifest.physical is not None
 identities = identities_from(settings.age_identity_file)
 target.mkdir(parents=True, exist_ok=True)
-pitr.unpack_base(storage, manifest, identities, target / "data", target)
+pitr.unpack_base(storage, manifest, identities, target / "data")
 pitr.fetch_wal(storage, manifest, identities, target / "wal")
 bin_dir = default_bin_dir()
 gaps.check_wal(target / "data", target / "wal", manifest.physical.start_wal, None, bin_dir, storage.url, settings.zone)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,12 +46,12 @@ def choose_base(
 
 @task(name="unpack-base-backup", cache_policy=NO_CACHE)
 def unpack_base(settings: Settings, manifest: Manifest, target: Path) -> int:
-    """Download (sha256 checked), decrypt, decompress and unpack into TARGET/data."""
-    target.mkdir(parents=True, exist_ok=True)
-    files = pitr.unpack_base(
-        destinations(settings).storage, manifest, identities_for(settings, manifest), target / "data", target
-    )
-    get_run_logger().info("unpacked %d files of %s into %s", files, manifest.id, target / "data")
+    """Stream it from storage (sha256 checked), decrypted, decompressed and unpacked, into TARGET/data."""
+    data = target / "data"
+    if data.exists():  # what an earlier try of this step left: it is ours, the target was checked empty
+        shutil.rmtree(data)
+    files = pitr.unpack_base(destinations(settings).storage, manifest, identities_for(settings, manifest), data)
+    get_run_logger().info("unpacked %d files of %s into %s", files, manifest.id, data)
     return files
 
 

@@ -35,7 +35,7 @@ from sppg_backup.physical import wal
 from sppg_backup.physical.gaps import DAMAGED
 from sppg_backup.storage import Storage
 from sppg_backup.stream import safe_tar
-from sppg_backup.stream.pack import download, opened
+from sppg_backup.stream.pack import streamed
 
 MARK = "# point-in-time restore by sppg-backup"  # what follows it in postgresql.auto.conf is ours
 SHORT = "recovery ended before configured recovery target was reached"
@@ -128,18 +128,20 @@ def _give(path: Path, user: pwd.struct_passwd | None) -> None:
         os.chown(item, user.pw_uid, user.pw_gid, follow_symlinks=False)
 
 
-def unpack_base(storage: Storage, manifest: Manifest, identities: list[Any], data: Path, scratch: Path) -> int:
-    """Download the base backup (size and sha256 checked), then unpack its tar into `data`, checked whole
-    first, nothing written outside it. The files unpacked."""
-    where = scratch / Path(manifest.data_key).name
-    stored = download(storage, manifest.data_key, manifest.size, manifest.sha256, where, manifest.id)
+def unpack_base(storage: Storage, manifest: Manifest, identities: list[Any], data: Path) -> int:
+    """Stream the base backup from storage into the new folder `data` in one pass: decrypted, decompressed and
+    unpacked as it arrives, each member checked before it is written, nothing written outside `data`, its size
+    and sha256 checked at the end. When this raises, what is in `data` is garbage: the caller removes it.
+    The files unpacked."""
     what = f"base backup {manifest.id}"
+    data.mkdir(parents=True, exist_ok=True)
     try:
-        done = safe_tar.extract(lambda: opened(stored, identities, manifest.compression), data, what)
+        with streamed(
+            storage, manifest.data_key, manifest.size, manifest.sha256, identities, manifest.compression, what
+        ) as source:
+            done = safe_tar.extract_once(source, data, what)
     except (ValueError, zstandard.ZstdError, zlib.error) as exc:
         raise CheckFailed("base", f"{what} does not decompress: {exc}") from None
-    finally:
-        stored.unlink(missing_ok=True)
     data.chmod(0o700)
     return done.entries
 

@@ -7,9 +7,12 @@ import io
 import os
 import shutil
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+import zstandard
 
 from sppg_backup.errors import BackupError, CheckFailed, PermanentError
 from sppg_backup.storage import ObjectInfo, Storage
@@ -160,3 +163,39 @@ def download(storage: Storage, key: str, size: int, sha256: str, dest: Path, wha
         dest.unlink(missing_ok=True)
         raise CheckFailed("sha256", f"{storage.describe(key)}: sha256 mismatch, the stored {what} is corrupt")
     return dest
+
+
+@contextlib.contextmanager
+def streamed(
+    storage: Storage,
+    key: str,
+    size: int,
+    sha256: str,
+    identities: list[Any],
+    compression: compress.Compression,
+    what: str,
+) -> Iterator[IO[bytes]]:
+    """The plain content of `key` read straight from storage, decrypted and decompressed as it arrives, nothing
+    kept on disk. Its size and sha256 are only known at the end: the caller reads it to its end (the rest is
+    drained here) and must throw away what it made from it when this raises."""
+    with storage.open_read(key) as raw:
+        stored = pipes.HashingReader(raw)
+
+        def decode(sink: IO[bytes]) -> None:
+            unpack(pipes.Prefetch(stored), sink, compression, key.endswith(".age"), identities)  # type: ignore[arg-type]
+
+        with Produced(decode) as source:
+            reader = io.BufferedReader(source, pipes.CHUNK)  # type: ignore[arg-type]
+            try:
+                yield reader
+                while reader.read(pipes.CHUNK):
+                    pass
+            except BaseException:
+                damaged = source.error
+                if isinstance(damaged, PermanentError | ValueError | zstandard.ZstdError | zlib.error):
+                    raise CheckFailed(
+                        "decrypt", f"{storage.describe(key)}: the stored {what} cannot be read: {damaged}"
+                    ) from None
+                raise
+    if stored.sha256.hexdigest() != sha256 or stored.size != size:
+        raise CheckFailed("sha256", f"{storage.describe(key)}: sha256 mismatch, the stored {what} is corrupt")

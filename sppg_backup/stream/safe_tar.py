@@ -16,7 +16,7 @@ import shutil
 import stat
 import tarfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -47,24 +47,30 @@ def clean_name(name: str, what: str) -> str | None:
     return "/".join(parts) or None
 
 
-def _check(members: Iterator[tarfile.TarInfo], what: str) -> tuple[int, int]:
-    """Every member checked before anything is written; how many entries and file bytes there are."""
-    seen: dict[str, str] = {}
-    implied: set[str] = set()  # folders that earlier members are inside
-    count = size = 0
-    for member in members:
+class Checks:
+    """The checks on each member, given in archive order; what an earlier member was decides a later one's fate."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.seen: dict[str, str] = {}
+        self.implied: set[str] = set()  # folders that earlier members are inside
+        self.count = self.size = 0
+
+    def see(self, member: tarfile.TarInfo) -> str | None:
+        """The member's clean name (None for the root), or raise when it is refused."""
+        what, seen = self.what, self.seen
         name = clean_name(member.name, what)
         if name is None:
-            continue
+            return None
         if name in seen:
             raise CheckFailed(what, f"{what} names {name!r} twice; refusing the whole archive")
         parents = [str(p) for p in PurePosixPath(name).parents][:-1]
         for parent in parents:
             if seen.get(parent, "dir") != "dir":
                 raise CheckFailed(what, f"{what} puts {name!r} below {parent!r}, which is not a folder; refusing")
-        if name in implied and not member.isdir():
+        if name in self.implied and not member.isdir():
             raise CheckFailed(what, f"{what} has entries below {name!r}, then {name!r} as a file or link; refusing")
-        implied.update(parents)
+        self.implied.update(parents)
         if member.islnk():
             source = clean_name(member.linkname, what)
             if source is None or seen.get(source) != "file":
@@ -77,9 +83,9 @@ def _check(members: Iterator[tarfile.TarInfo], what: str) -> tuple[int, int]:
         elif not (member.isreg() or member.isdir()):
             raise CheckFailed(what, f"{what} holds {name!r}, a device or pipe, not a file; refusing the whole archive")
         seen[name] = "dir" if member.isdir() else "file" if member.isreg() else "link"
-        count += 1
-        size += member.size if member.isreg() else 0
-    return count, size
+        self.count += 1
+        self.size += member.size if member.isreg() else 0
+        return name
 
 
 def _real_folder(root: Path, relative: str) -> Path:
@@ -122,22 +128,44 @@ def extract(open_tar: Opener, target: Path, what: str, keep_setid: bool = False)
     """Check every member of the tar `open_tar` gives (twice opened: checked, then written), then unpack it."""
     if target.exists() and not target.is_dir():
         raise PermanentError(f"{target} is a file, not a folder; give the folder to restore into")
+    checks = Checks(what)
     try:
         with open_tar() as source, tarfile.open(fileobj=source, mode="r|") as tar:
-            count, size = _check(iter(tar), what)
+            for member in tar:
+                checks.see(member)
     except tarfile.TarError as exc:
         raise CheckFailed(what, f"{what} is not a readable tar: {exc}") from None
     target.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(target).free
-    if size > free:
-        raise PermanentError(f"{target} has {free} bytes free, {what} needs {size}; free space first")
+    if checks.size > free:
+        raise PermanentError(f"{target} has {free} bytes free, {what} needs {checks.size}; free space first")
+    with open_tar() as source:
+        done = _write(source, target, what, keep_setid, lambda member: clean_name(member.name, what))
+    return Unpacked(checks.count, checks.size, done.links_outside, done.setid_dropped)
+
+
+def extract_once(source: IO[bytes], target: Path, what: str) -> Unpacked:
+    """One pass for a new, empty target the caller removes when this fails (a restored data directory): each
+    member checked, against all before it, just before it is written. The same rules as `extract`, so nothing
+    is ever written outside `target`; a refused archive leaves only what came before it, inside."""
+    if any(target.iterdir()):
+        raise PermanentError(f"{target} is not empty; one-pass unpacking needs a new folder")
+    checks = Checks(what)
+    done = _write(source, target, what, False, checks.see)
+    return Unpacked(checks.count, checks.size, done.links_outside, done.setid_dropped)
+
+
+def _write(
+    source: IO[bytes], target: Path, what: str, keep_setid: bool, name_of: Callable[[tarfile.TarInfo], str | None]
+) -> Unpacked:
+    """Write the members, never following a link; `name_of` gives each one's checked name."""
     root = target.resolve()
-    done = Unpacked(entries=count, bytes=size)
+    done = Unpacked()
     folders: list[tuple[Path, int, int]] = []
     try:
-        with open_tar() as source, tarfile.open(fileobj=source, mode="r|") as tar:
+        with tarfile.open(fileobj=source, mode="r|") as tar:
             for member in tar:
-                name = clean_name(member.name, what)
+                name = name_of(member)
                 if name is None:
                     continue
                 parent = _real_folder(root, str(PurePosixPath(name).parent))

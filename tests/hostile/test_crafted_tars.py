@@ -14,7 +14,7 @@ from typing import IO
 
 import pytest
 
-from sppg_backup.errors import CheckFailed
+from sppg_backup.errors import CheckFailed, PermanentError
 from sppg_backup.stream import safe_tar
 
 
@@ -142,3 +142,46 @@ def test_a_truncated_tar_is_refused_before_anything_is_written(place: dict[str, 
     with pytest.raises(CheckFailed, match="tar"):
         safe_tar.extract(opener, place["target"], "the tar")
     assert sorted(p.name for p in place["target"].iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=list(REFUSED))
+def test_one_pass_refuses_the_same_members_and_writes_nothing_outside(
+    place: dict[str, Path], tmp_path: Path, case: str
+) -> None:
+    """The base backup's one pass (checked member by member as it streams) refuses what the two passes do."""
+    members = [
+        (name.replace("OUTSIDE", str(place["outside"])), kind, data, link.replace("OUTSIDE", str(place["outside"])), m)
+        for name, kind, data, link, m in REFUSED[case]
+    ]
+    new = tmp_path / "data"
+    new.mkdir()
+    opener = crafted(member("first.txt", data=b"written first"), *members)
+    with opener() as source, pytest.raises(CheckFailed, match="refusing"):
+        safe_tar.extract_once(source, new, "the tar")
+    unchanged(place)
+    assert (new / "first.txt").read_bytes() == b"written first"  # the caller removes the whole folder
+    for path in new.rglob("*"):
+        assert path.is_symlink() or os.path.commonpath([path.resolve(), new.resolve()]) == str(new.resolve())
+
+
+def test_one_pass_unpacks_what_two_passes_do(place: dict[str, Path], tmp_path: Path) -> None:
+    opener = crafted(
+        member("base", tarfile.DIRTYPE, mode=0o700),
+        member("base/1", data=b"x" * 70000, mode=0o600),
+        member("link", tarfile.SYMTYPE, link="base/1"),
+        member("same", tarfile.LNKTYPE, link="base/1"),
+        member("tool", data=b"#!/bin/sh\n", mode=0o4755),
+    )
+    two, one = tmp_path / "two", tmp_path / "one"
+    one.mkdir()
+    safe_tar.extract(opener, two, "the tar")
+    with opener() as source:
+        done = safe_tar.extract_once(source, one, "the tar")
+    assert done.entries == 5 and done.setid_dropped == ["tool"]
+    for path in sorted(two.rglob("*")):
+        twin = one / path.relative_to(two)
+        assert os.lstat(twin).st_mode == os.lstat(path).st_mode, path
+        assert twin.is_symlink() or twin.is_dir() or twin.read_bytes() == path.read_bytes()
+    assert (one / "same").stat().st_ino == (one / "base" / "1").stat().st_ino
+    with opener() as source, pytest.raises(PermanentError, match="not empty"):
+        safe_tar.extract_once(source, one, "the tar")

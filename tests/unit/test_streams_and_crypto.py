@@ -9,7 +9,7 @@ from sppg_backup.db.restore import fetch_dump
 from sppg_backup.errors import ConfigError, PermanentError
 from sppg_backup.storage import get_bytes, put_bytes
 from sppg_backup.storage.local import LocalStorage
-from sppg_backup.stream import compress, crypto, pipes
+from sppg_backup.stream import compress, crypto, pack, pipes
 
 DATA = b"".join(b"row %d;beras;ayam;telur\n" % i for i in range(50000)) + os.urandom(100000)
 
@@ -133,6 +133,34 @@ def test_fetch_dump_of_a_damaged_backup_says_corrupt_and_leaves_no_file(tmp_path
     with pytest.raises(PermanentError, match="sha256 mismatch.*corrupt"):
         fetch_dump(storage, manifest, crypto.load_identities(key), tmp_path / "plain")
     assert not (tmp_path / "plain").exists()
+
+
+@pytest.mark.parametrize("damage", ["none", "flip", "truncate", "valid but another"])
+def test_streamed_gives_the_plain_content_and_fails_on_damage_by_the_end(tmp_path: Path, damage: str) -> None:
+    """One pass straight from storage: a damaged object fails while it is read, naming it; a whole, valid
+    object that is not the one the manifest names (its sha256 differs) fails once it is read to its end."""
+    storage, manifest, key = stored_backup(tmp_path)
+    path = storage.path(manifest.data_key)
+    raw = bytearray(path.read_bytes())
+    if damage == "flip":
+        raw[len(raw) // 2] ^= 0xFF
+    elif damage == "truncate":
+        del raw[len(raw) // 2 :]
+    elif damage == "valid but another":
+        other = io.BytesIO()
+        crypto.encrypt(compress.compressor(io.BytesIO(DATA[:-1]), "zstd"), other, manifest.recipients)  # type: ignore[arg-type]
+        raw = bytearray(other.getvalue())
+    path.write_bytes(bytes(raw))
+    identities = crypto.load_identities(key)
+    opened = pack.streamed(storage, manifest.data_key, manifest.size, manifest.sha256, identities, "zstd", "dump x")
+    if damage == "none":
+        with opened as source:
+            assert source.read(1000) == DATA[:1000]  # the caller may stop early: the rest is drained and checked
+        return
+    expected = "sha256 mismatch" if damage == "valid but another" else "dump x cannot be read: cannot decrypt"
+    with pytest.raises(PermanentError, match=expected) as raised, opened as source:
+        source.read()
+    assert manifest.data_key in str(raised.value)
 
 
 class CountingSource(io.RawIOBase):
