@@ -61,6 +61,8 @@ def fresh(folder: Path) -> Path:
 
 def lag_under_load(out: Path, cluster: Cluster, env: dict[str, str], seconds: int, interval: int) -> None:
     """`wal stream` while pgbench writes as fast as it can: the archive's lag each second, and its memory."""
+    with postgres.connect(cluster.url("postgres")) as conn:  # an earlier run's, else it counts in the cluster's size
+        conn.execute("DROP DATABASE IF EXISTS pgbench_load")
     bench_url = cluster.create_database("pgbench_load")
     pgbench = str(cluster.bin_dir / "pgbench")
     conninfo, pg_env = postgres.libpq_env(bench_url)

@@ -2,6 +2,7 @@
 no Prefect. Usage: run_pitr_core.py TARGET_DIR"""
 
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -20,10 +21,23 @@ manifest = pitr.choose(storage, None, settings.zone)
 assert manifest.physical is not None
 identities = identities_from(settings.age_identity_file)
 target.mkdir(parents=True, exist_ok=True)
+began = time.monotonic()
+
+
+def lap(what: str) -> None:
+    global began
+    print(f"  {what}: {time.monotonic() - began:.1f} s", file=sys.stderr)
+    began = time.monotonic()
+
+
 pitr.unpack_base(storage, manifest, identities, target / "data")
+lap("stream and unpack the base backup")
 pitr.fetch_wal(storage, manifest, identities, target / "wal")
+lap("fetch WAL")
 bin_dir = default_bin_dir()
 gaps.check_wal(target / "data", target / "wal", manifest.physical.start_wal, None, bin_dir, storage.url, settings.zone)
+lap("gap check")
 pitr.configure(target / "data", target / "wal", None, port)
 pitr.start(target / "data", target / "wal", bin_dir, 3600)
+lap("recovery and promotion")
 print(f"  recovered {manifest.id} on port {port}", file=sys.stderr)

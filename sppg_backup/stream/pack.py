@@ -180,22 +180,24 @@ def streamed(
     drained here) and must throw away what it made from it when this raises."""
     with storage.open_read(key) as raw:
         stored = pipes.HashingReader(raw)
-
-        def decode(sink: IO[bytes]) -> None:
-            unpack(pipes.Prefetch(stored), sink, compression, key.endswith(".age"), identities)  # type: ignore[arg-type]
-
-        with Produced(decode) as source:
-            reader = io.BufferedReader(source, pipes.CHUNK)  # type: ignore[arg-type]
-            try:
-                yield reader
-                while reader.read(pipes.CHUNK):
-                    pass
-            except BaseException:
-                damaged = source.error
-                if isinstance(damaged, PermanentError | ValueError | zstandard.ZstdError | zlib.error):
-                    raise CheckFailed(
-                        "decrypt", f"{storage.describe(key)}: the stored {what} cannot be read: {damaged}"
-                    ) from None
-                raise
+        fetched: IO[bytes] = pipes.Prefetch(stored)  # type: ignore[arg-type, assignment]
+        # age decrypts by pushing into a writer: a thread does it, and only the compressed bytes cross the pipe
+        encrypted = key.endswith(".age")
+        decrypting = Produced(lambda sink: crypto.decrypt(fetched, sink, identities)) if encrypted else None
+        source = io.BufferedReader(decrypting, pipes.CHUNK) if decrypting else fetched  # type: ignore[arg-type]
+        # decompressed ahead in a thread (zstd lets go of the GIL) while the caller writes what came before
+        plain: IO[bytes] = pipes.Prefetch(compress.decompressor(source, compression))  # type: ignore[arg-type, assignment]
+        try:
+            yield plain
+            while plain.read(pipes.CHUNK):
+                pass
+        except (PermanentError, zstandard.ZstdError, zlib.error, EOFError) as exc:
+            damaged = decrypting.error if decrypting is not None else None
+            if damaged is None and isinstance(exc, PermanentError):
+                raise  # the caller's own failure (a refused member, a full disk)
+            said = f"{storage.describe(key)}: the stored {what} cannot be read: {damaged or exc}"
+            raise CheckFailed("decrypt", said) from None
+        finally:
+            source.close()
     if stored.sha256.hexdigest() != sha256 or stored.size != size:
         raise CheckFailed("sha256", f"{storage.describe(key)}: sha256 mismatch, the stored {what} is corrupt")
