@@ -1,6 +1,6 @@
 """Point-in-time recovery speed and memory on the ~1 GB benchmark cluster, side by side in one run.
 
-    .venv/bin/python bench/pitr_speed.py [--scale 400] [--pgbench-seconds 60]
+    .venv/bin/python bench/pitr_speed.py [--scale 400] [--pgbench-seconds 60] [--repeat 3]
 
 Uses (and keeps) the cluster of bench/backup_speed.py --keep in .bench/pg-<scale>, generating it when missing.
 Backups (all with a fast checkpoint, as ours): `pg_basebackup -Ft -D - > /dev/null` (the floor),
@@ -9,7 +9,9 @@ Backups (all with a fast checkpoint, as ours): `pg_basebackup -Ft -D - > /dev/nu
 accepts connections: `age -d | zstd -d | tar -x` + start by hand, bare `pg_restore -j2` of a dump, and
 `sppg-backup restore pitr --latest` (download, sha256, unpack, WAL, recovery, promotion, smoke checks). Then
 `wal stream` under `pgbench` writing as fast as it can: the archive's lag, sampled every second. Peak memory is
-the sum of RSS over each contender's whole process tree, sampled every 20 ms.
+the sum of RSS over each contender's whole process tree, sampled every 20 ms. Each backup and restore
+contender runs `--repeat` times, one after the other; the table shows the median time and the highest peak
+(single runs vary by +-2 s here with disk writeback).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +38,16 @@ from sppg_backup.sandbox.clusters import Cluster, free_port, prefect_server, sam
 from sppg_backup.stream.crypto import generate_key_file
 
 RESULTS: dict[str, tuple[float, int]] = {}
+REPEAT = 3
+
+
+def repeated(name: str, run: Callable[[], tuple[float, int]], after: Callable[[], None] = lambda: None) -> None:
+    """Run a contender REPEAT times (`after` cleans up after each run): median seconds, highest peak."""
+    runs = []
+    for _ in range(REPEAT):
+        runs.append(run())
+        after()
+    RESULTS[name] = (statistics.median(seconds for seconds, _ in runs), max(peak for _, peak in runs))
 
 
 def as_postgres(command: str) -> str:
@@ -113,7 +127,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=ROOT / ".bench")
     parser.add_argument("--pgbench-seconds", type=int, default=60)
     parser.add_argument("--interval", type=int, default=10, help="WAL_UPLOAD_INTERVAL_SECONDS under load")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each backup and restore contender")
     args = parser.parse_args()
+    global REPEAT
+    REPEAT = args.repeat
     workdir = args.workdir.resolve()
     out = fresh(workdir / "pitr")
     cluster = Cluster(workdir / f"pg-{args.scale}", fsync=True).start()
@@ -147,54 +164,68 @@ def main() -> None:
         )
         basebackup = f"{bin_dir}/pg_basebackup -d '{conninfo}' -Ft -D - -X fetch --checkpoint=fast"
         timed(f"{basebackup} > /dev/null", env, True)  # warm the cache once
-        RESULTS["pg_basebackup -Ft -D - > /dev/null (floor)"] = timed(f"{basebackup} > /dev/null", env, True)
+        repeated("pg_basebackup -Ft -D - > /dev/null (floor)", lambda: timed(f"{basebackup} > /dev/null", env, True))
         by_hand = out / "byhand.tar.zst.age"
-        RESULTS["pg_basebackup | zstd -1 | age (by hand)"] = timed(
-            f"set -o pipefail; {basebackup} | zstd -q -1 -T0 | age -r {public} > {by_hand}", env, True
+        repeated(
+            "pg_basebackup | zstd -1 | age (by hand)",
+            lambda: timed(f"set -o pipefail; {basebackup} | zstd -q -1 -T0 | age -r {public} > {by_hand}", env, True),
         )
-        RESULTS["pg_dump -Fc -Z0 > /dev/null"] = timed(f"pg_dump -Fc -Z0 '{conninfo}' > /dev/null", env, True)
+        repeated("pg_dump -Fc -Z0 > /dev/null", lambda: timed(f"pg_dump -Fc -Z0 '{conninfo}' > /dev/null", env, True))
         sppg = str(Path(sys.executable).with_name("sppg-backup"))
         core = [sys.executable, str(ROOT / "bench" / "run_base_core.py")]
-        RESULTS["backup base, core (no Prefect)"] = timed(core, env)
+        repeated("backup base, core (no Prefect)", lambda: timed(core, env))
         with prefect_server(workdir / "prefect-pitr") as api:
             flow_env = {**env, "PREFECT_API_URL": api}
-            RESULTS["sppg-backup backup base (Prefect flow)"] = timed([sppg, "backup", "base"], flow_env)
+            repeated("sppg-backup backup base (Prefect flow)", lambda: timed([sppg, "backup", "base"], flow_env))
 
-            restored = fresh(out / "byhand-restored")
-            fresh(restored / "data")
+            restored = out / "byhand-restored"
             port = free_port()
             unpack = f"age -d -i {key} {by_hand} | zstd -q -d | tar -x -C {restored / 'data'}"
             chown = f"chown -R postgres: {restored}" if os.geteuid() == 0 else "true"
-            RESULTS["age -d | zstd -d | tar -x + start (by hand)"] = timed(
-                f"set -o pipefail; {unpack} && {chown} && {start_and_wait(restored / 'data', port, bin_dir)}",
-                env,
-                True,
-            )
-            stop(restored / "data", bin_dir)
-            shutil.rmtree(restored)
+
+            def by_hand_restore() -> tuple[float, int]:
+                fresh(restored / "data")
+                started = start_and_wait(restored / "data", port, bin_dir)
+                return timed(f"set -o pipefail; {unpack} && {chown} && {started}", env, True)
+
+            def drop_by_hand() -> None:
+                stop(restored / "data", bin_dir)
+                shutil.rmtree(restored)
+
+            repeated("age -d | zstd -d | tar -x + start (by hand)", by_hand_restore, drop_by_hand)
 
             plain = out / "plain.dump"
             timed(f"pg_dump -Fc -Z0 -f {plain} '{conninfo}'", env, True)
-            with postgres.connect(cluster.url("postgres")) as conn:
-                conn.execute("DROP DATABASE IF EXISTS erp_pg_restore")
-                conn.execute("CREATE DATABASE erp_pg_restore")
             into, _ = postgres.libpq_env(cluster.url("erp_pg_restore"))
-            RESULTS["bare pg_restore -j2 of a dump"] = timed(f"pg_restore -j2 -d '{into}' {plain}", env, True)
+
+            def pg_restore() -> tuple[float, int]:
+                with postgres.connect(cluster.url("postgres")) as conn:
+                    conn.execute("DROP DATABASE IF EXISTS erp_pg_restore")
+                    conn.execute("CREATE DATABASE erp_pg_restore")
+                return timed(f"pg_restore -j2 -d '{into}' {plain}", env, True)
+
+            repeated("bare pg_restore -j2 of a dump", pg_restore)
             with postgres.connect(cluster.url("postgres")) as conn:
                 conn.execute("DROP DATABASE erp_pg_restore")
             plain.unlink()
 
-            target = out / "pitr-core"
-            RESULTS["restore pitr --latest, core (no Prefect)"] = timed(
-                [sys.executable, str(ROOT / "bench" / "run_pitr_core.py"), str(target)], env
+            def dropper(target: Path) -> Callable[[], None]:
+                def drop() -> None:
+                    stop(target / "data", bin_dir)
+                    shutil.rmtree(target)
+
+                return drop
+
+            core_target = out / "pitr-core"
+            repeated(
+                "restore pitr --latest, core (no Prefect)",
+                lambda: timed([sys.executable, str(ROOT / "bench" / "run_pitr_core.py"), str(core_target)], env),
+                dropper(core_target),
             )
-            stop(target / "data", bin_dir)
-            shutil.rmtree(target)
             target = out / "pitr-restored"
             command = [sppg, "restore", "pitr", "--latest", "--target-dir", str(target), "--json"]
-            RESULTS["sppg-backup restore pitr --latest (Prefect flow)"] = timed(command, flow_env)
-            stop(target / "data", bin_dir)
-            shutil.rmtree(target)
+            flow_restore = "sppg-backup restore pitr --latest (Prefect flow)"
+            repeated(flow_restore, lambda: timed(command, flow_env), dropper(target))
 
         hand_backup = RESULTS["pg_basebackup | zstd -1 | age (by hand)"][0]
         hand_restore = RESULTS["age -d | zstd -d | tar -x + start (by hand)"][0]

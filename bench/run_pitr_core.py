@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sppg_backup.physical import gaps, pitr
+from sppg_backup.physical import feed, gaps, pitr
 from sppg_backup.sandbox.clusters import default_bin_dir
 from sppg_backup.settings import load_settings
 from sppg_backup.storage import destinations
@@ -32,12 +32,14 @@ def lap(what: str) -> None:
 
 pitr.unpack_base(storage, manifest, identities, target / "data")
 lap("stream and unpack the base backup")
-pitr.fetch_wal(storage, manifest, identities, target / "wal")
-lap("fetch WAL")
+plan = pitr.plan_wal(storage, manifest, identities, target / "wal", True)
 bin_dir = default_bin_dir()
-gaps.check_wal(target / "data", target / "wal", manifest.physical.start_wal, None, bin_dir, storage.url, settings.zone)
-lap("gap check")
+stored = set(plan.segments)
+start_wal, zone = manifest.physical.start_wal, settings.zone
+gaps.check_wal(target / "data", target / "wal", start_wal, None, bin_dir, storage.url, zone, stored)
+lap(f"list WAL ({len(plan.segments)} segments), gap check")
 pitr.configure(target / "data", target / "wal", None, port)
-pitr.start(target / "data", target / "wal", bin_dir, 3600)
-lap("recovery and promotion")
+with feed.Feed(storage, plan.segments, identities, target / "wal", pitr.server_user()) as feeding:
+    pitr.start(target / "data", target / "wal", bin_dir, 3600, feeding.check)
+lap("recovery (WAL fetched as it replays) and promotion")
 print(f"  recovered {manifest.id} on port {port}", file=sys.stderr)

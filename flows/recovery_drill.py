@@ -25,7 +25,7 @@ from sppg_backup.tasks.drill import (
     write_drill_report,
 )
 from sppg_backup.tasks.leftovers import clean_leftovers
-from sppg_backup.tasks.pitr import fetch_wal, recover, unpack_base
+from sppg_backup.tasks.pitr import list_wal, recover, unpack_base
 from sppg_backup.tasks.verify import fetch_archive, find_backup, server_url
 
 
@@ -98,11 +98,12 @@ def recovery_drill_pitr(config_file: Text = CONFIG_PARAM, only_with_pitr: bool =
                 with watch("download and unpack"):
                     unpack_base(settings, manifest, folder)
                 # 2. The WAL after it, from storage.
-                with watch("fetch WAL"):
-                    step(fetch_wal, settings, manifest, folder)
-                # 3. Recover to the end of the WAL and promote.
+                with watch("list WAL"):
+                    plan = step(list_wal, settings, manifest, folder, True)
+                # 3. Recover to the end of the WAL (fetched as it replays) and promote.
                 with watch("recover"):
-                    recover(settings, PitrRequest(latest=True, target_dir=str(folder)), manifest, folder, port)
+                    request = PitrRequest(latest=True, target_dir=str(folder))
+                    recover(settings, request, manifest, folder, port, plan)
                 with watch("smoke checks"):
                     smoke = run_smoke_checks(settings, pitr.recovered_url(settings.database_url, port))
                 rto = watch.elapsed()

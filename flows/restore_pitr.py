@@ -26,7 +26,7 @@ from sppg_backup.tasks.leftovers import clean_leftovers
 from sppg_backup.tasks.pitr import (
     choose_base,
     discard,
-    fetch_wal,
+    list_wal,
     recover,
     report_pitr,
     smoke_checks,
@@ -82,10 +82,10 @@ def beside(settings: Settings, request: PitrRequest, began: float) -> dict[str, 
 def recover_into(settings: Settings, request: PitrRequest, manifest: Any, target: Path, port: int) -> list[str]:
     # 2. Restore it into the new data directory.
     unpack_base(settings, manifest, target)
-    # 3. The WAL after it, from storage.
-    wal = step(fetch_wal, settings, manifest, target)
+    # 3. The WAL after it in storage (fetched while the server replays it).
+    plan = step(list_wal, settings, manifest, target, request.to is None)
     # 4. Recover to the point in time, then promote.
-    recover(settings, request, manifest, target, port)
+    wal = recover(settings, request, manifest, target, port, plan)
     # 5. Check the recovered database.
     smoke_checks(settings, pitr.recovered_url(settings.database_url, port))
     return wal

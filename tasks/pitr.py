@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from sppg_backup.db.catalog import Manifest
 from sppg_backup.display import shown_time
 from sppg_backup.errors import CheckFailed, ConfigError
 from sppg_backup.ops.report import Report
-from sppg_backup.physical import gaps, pitr
+from sppg_backup.physical import feed, gaps, pitr, wal
 from sppg_backup.physical.pitr import PitrRequest
 from sppg_backup.settings import Settings
 from sppg_backup.tasks.common import destinations
@@ -55,15 +56,16 @@ def unpack_base(settings: Settings, manifest: Manifest, target: Path) -> int:
     return files
 
 
-@task(name="fetch-wal", cache_policy=NO_CACHE)
-def fetch_wal(settings: Settings, manifest: Manifest, target: Path) -> list[str]:
-    """Every WAL file after the base backup, from storage into TARGET/wal (sha256 checked each)."""
-    names = pitr.fetch_wal(destinations(settings).storage, manifest, identities_for(settings, manifest), target / "wal")
+@task(name="list-wal", cache_policy=NO_CACHE, timeout_seconds=600)
+def list_wal(settings: Settings, manifest: Manifest, target: Path, latest: bool) -> pitr.WalPlan:
+    """The WAL after the base backup in storage; its timeline histories into TARGET/wal (the segments follow
+    while the server recovers)."""
+    storage = destinations(settings).storage
+    plan = pitr.plan_wal(storage, manifest, identities_for(settings, manifest), target / "wal", latest)
+    got = f"{plan.segments[0]} .. {plan.segments[-1]}" if plan.segments else "none"
     logger = get_run_logger()
-    logger.info("fetched %d WAL files (%s)", len(names), f"{names[0]} .. {names[-1]}" if names else "none")
-    for why in gaps.damaged_wal(target / "wal").values():
-        logger.warning("left out: %s", why)  # the recovery fails naming it if it needs it
-    return names
+    logger.info("%d WAL segments (%s) and %d timeline histories", len(plan.segments), got, len(plan.histories))
+    return plan
 
 
 def server_bin(settings: Settings, major: int = 0) -> Path:
@@ -72,18 +74,39 @@ def server_bin(settings: Settings, major: int = 0) -> Path:
 
 
 @task(name="recover", cache_policy=NO_CACHE, timeout_seconds=6 * 3600)
-def recover(settings: Settings, request: PitrRequest, manifest: Manifest, target: Path, port: int) -> None:
-    """PostgreSQL's recovery to the target, then promotion; a gap in the WAL the target needs fails before the
-    server starts, and a recovery that stopped short fails."""
+def recover(
+    settings: Settings, request: PitrRequest, manifest: Manifest, target: Path, port: int, plan: pitr.WalPlan
+) -> list[str]:
+    """PostgreSQL's recovery to the target, then promotion, fed the WAL as it replays; the segments fetched.
+    A gap in the WAL the target needs fails before the server starts, a segment damaged in storage or a
+    recovery that stopped short fails naming it."""
     assert manifest.physical is not None
-    major = int(manifest.server_version.split(".")[0])
-    bin_dir = server_bin(settings, major)
-    where = destinations(settings).storage.url
-    start_wal = manifest.physical.start_wal
-    gaps.check_wal(target / "data", target / "wal", start_wal, request.to, bin_dir, where, settings.zone)
-    pitr.configure(target / "data", target / "wal", request.to, port)
-    pitr.start(target / "data", target / "wal", bin_dir, settings.dump_timeout_seconds)
-    get_run_logger().info("recovered and promoted, listening on 127.0.0.1:%d", port)
+    bin_dir = server_bin(settings, int(manifest.server_version.split(".")[0]))
+    storage = destinations(settings).storage
+    identities = identities_for(settings, manifest)
+    data, folder, start_wal = target / "data", target / "wal", manifest.physical.start_wal
+
+    def fetch(name: str) -> None:  # a segment before a gap, to tell when its last transaction ended
+        with contextlib.suppress(CheckFailed):
+            wal.fetch(storage, name, folder / name, identities, durable=False)
+
+    def check(stored: set[str]) -> None:
+        gaps.check_wal(data, folder, start_wal, request.to, bin_dir, storage.url, settings.zone, stored, fetch)
+
+    check(set(plan.segments))
+    pitr.configure(data, folder, request.to, port)
+    with feed.Feed(storage, plan.segments, identities, folder, pitr.server_user()) as feeding:
+        try:
+            pitr.start(data, folder, bin_dir, settings.dump_timeout_seconds, feeding.check)
+        except CheckFailed:
+            feeding.check()  # the cause, when fetching failed
+            check(set(plan.segments))  # names a segment damaged in storage the recovery needed
+            raise
+    logger = get_run_logger()
+    for why in gaps.damaged_wal(folder).values():
+        logger.warning("left out, damaged in storage: %s (the recovery did not need it)", why)
+    logger.info("recovered and promoted with %d WAL segments, listening on 127.0.0.1:%d", len(feeding.fetched), port)
+    return feeding.fetched
 
 
 @task(name="smoke-checks", cache_policy=NO_CACHE, timeout_seconds=600)

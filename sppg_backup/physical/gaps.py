@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ ENDS = re.compile(r"desc: (?:COMMIT|ABORT)(?:_PREPARED)? (\d{4}-\d\d-\d\d \d\d:\
 
 
 def damaged_wal(folder: Path) -> dict[str, str]:
-    """The segments `fetch_wal` left out as damaged in storage, and why."""
+    """The segments the WAL feed (physical/feed.py) left out as damaged in storage, and why."""
     try:
         lines = (folder / DAMAGED).read_text().splitlines()
     except FileNotFoundError:
@@ -83,17 +84,20 @@ class Gap:
     damaged: str | None  # why the stored copy cannot be used, when there is one
 
 
-def find_gap(data: Path, folder: Path, start_wal: str) -> Gap | None:
+def find_gap(data: Path, folder: Path, start_wal: str, stored: set[str] | None = None) -> Gap | None:
     """The first segment missing (or only damaged in storage) between the base backup's first segment and the
-    newest one on the recovery's timeline path, among the fetched WAL and the WAL inside the base backup."""
+    newest one on the recovery's timeline path, among the WAL `stored` (else the WAL fetched into `folder`) and
+    the WAL inside the base backup. The timeline histories are in `folder`."""
     path = timeline_path(folder, int(start_wal[:8], 16))
     if path is None:
         return None
     places = [folder, data / "pg_wal"]
     size = _segment_bytes(places)
     per = 0x100000000 // size
-    present = {item.name for place in places if place.is_dir() for item in place.iterdir()}
     damaged = damaged_wal(folder)
+    present = {item.name for place in places if place.is_dir() for item in place.iterdir()}
+    if stored is not None:
+        present = {item.name for item in (data / "pg_wal").iterdir()} | (stored - set(damaged))
 
     def expected(number: int) -> str:
         tli = [t for t, begin in path if begin // size <= number][-1:] or [path[0][0]]
@@ -117,13 +121,17 @@ def find_gap(data: Path, folder: Path, start_wal: str) -> Gap | None:
     return None
 
 
-def last_transaction(data: Path, folder: Path, names: list[str], bin_dir: Path) -> datetime | None:
+def last_transaction(
+    data: Path, folder: Path, names: list[str], bin_dir: Path, fetch: Callable[[str], None] | None = None
+) -> datetime | None:
     """When the last transaction in the newest of `names` that has one ended (pg_waldump's COMMIT and ABORT
-    records); None when none of them has one or pg_waldump cannot tell."""
+    records); None when none of them has one or pg_waldump cannot tell. `fetch` brings one into `folder`."""
     tool = bin_dir / "pg_waldump"
     if not tool.is_file():
         return None
     for name in names:
+        if fetch is not None and not (folder / name).is_file() and not (data / "pg_wal" / name).is_file():
+            fetch(name)
         path = folder / name if (folder / name).is_file() else data / "pg_wal" / name
         if not path.is_file():
             return None
@@ -140,15 +148,24 @@ def last_transaction(data: Path, folder: Path, names: list[str], bin_dir: Path) 
 
 
 def check_wal(
-    data: Path, folder: Path, start_wal: str, to: datetime | None, bin_dir: Path, where: str, zone: Any
+    data: Path,
+    folder: Path,
+    start_wal: str,
+    to: datetime | None,
+    bin_dir: Path,
+    where: str,
+    zone: Any,
+    stored: set[str] | None = None,
+    fetch: Callable[[str], None] | None = None,
 ) -> None:
-    """Before the server starts: a gap in the WAL the recovery to `to` (the newest state: None) needs is one line
-    naming the segment, where the WAL before it ends and when its last transaction committed. A gap after the
-    target does not matter: a transaction ending after `to` before the gap is where the recovery stops."""
-    gap = find_gap(data, folder, start_wal)
+    """A gap in the WAL the recovery to `to` (the newest state: None) needs is one line naming the segment, where
+    the WAL before it ends and when its last transaction committed (the segments before it brought by `fetch`
+    when they are only `stored`). A gap after the target does not matter: a transaction ending after `to` before
+    the gap is where the recovery stops."""
+    gap = find_gap(data, folder, start_wal, stored)
     if gap is None:
         return
-    reached = last_transaction(data, folder, gap.before, bin_dir)
+    reached = last_transaction(data, folder, gap.before, bin_dir, fetch)
     if to is not None and (reached is None or reached > to):
         return  # reached before the gap (or cannot tell: PostgreSQL's own check below then fails it)
     what = f"WAL {gap.name} is missing from {where}" if gap.damaged is None else gap.damaged

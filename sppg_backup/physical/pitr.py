@@ -2,13 +2,15 @@
 after it from storage, PostgreSQL's own recovery to the target, then promotion. The running database is never
 touched.
 
-The WAL is fetched ahead into a folder beside the data and replayed with a plain copy command, so the server
-needs nothing of sppg-backup (a stock PostgreSQL, in a container or not, whose user cannot run this program).
-Before the server starts, the fetched WAL is checked for a gap (physical/gaps.py).
+The WAL is fetched into a folder beside the data while the server replays it, and handed over by a small shell
+script (physical/feed.py), so the server needs nothing of sppg-backup (a stock PostgreSQL, in a container or
+not, whose user cannot run this program). Before the server starts, the WAL storage holds is checked for a gap
+(physical/gaps.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -18,6 +20,7 @@ import socket
 import subprocess
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,8 +34,7 @@ from sppg_backup.db.catalog import Manifest, list_backups
 from sppg_backup.display import shown_time
 from sppg_backup.errors import CheckFailed, ConfigError, NotFoundError, PermanentError
 from sppg_backup.forms import Text, WibTime
-from sppg_backup.physical import wal
-from sppg_backup.physical.gaps import DAMAGED
+from sppg_backup.physical import feed, wal
 from sppg_backup.storage import Storage
 from sppg_backup.stream import safe_tar
 from sppg_backup.stream.pack import streamed
@@ -125,7 +127,8 @@ def _give(path: Path, user: pwd.struct_passwd | None) -> None:
     if user is None:
         return
     for item in [path, *path.rglob("*")]:
-        os.chown(item, user.pw_uid, user.pw_gid, follow_symlinks=False)
+        with contextlib.suppress(FileNotFoundError):  # a WAL file the feed was renaming (it gives its own)
+            os.chown(item, user.pw_uid, user.pw_gid, follow_symlinks=False)
 
 
 def unpack_base(storage: Storage, manifest: Manifest, identities: list[Any], data: Path) -> int:
@@ -146,38 +149,36 @@ def unpack_base(storage: Storage, manifest: Manifest, identities: list[Any], dat
     return done.entries
 
 
-def fetch_wal(storage: Storage, manifest: Manifest, identities: list[Any], folder: Path) -> list[str]:
-    """Every WAL file the recovery may ask for after the base backup: timeline histories, the segments from
-    its first one on, the segment the receiver was writing. The names fetched.
+@dataclass(frozen=True)
+class WalPlan:
+    """The WAL files storage holds for a recovery from a base backup: timeline histories (fetched already: the
+    server reads them all as it starts) and the segments from the base backup's first on, in the order the
+    recovery asks for them (fetched while it runs, physical/feed.py)."""
 
-    A segment that is damaged in storage (it does not decrypt, decompress or match its sha256) is left out and
-    noted in `folder`/.damaged: a recovery to a time before it does not need it, and `check_wal` names it when
-    the recovery does. A damaged timeline history fails at once."""
+    histories: list[str]
+    segments: list[str]
+
+
+def plan_wal(storage: Storage, manifest: Manifest, identities: list[Any], folder: Path, latest: bool) -> WalPlan:
+    """List the WAL after the base backup, fetch the timeline histories into `folder` (a damaged one fails at
+    once) and leave there the restore_command script that waits for the segments."""
     assert manifest.physical is not None
     start = manifest.physical.start_wal
     names = {a.name for a in wal.archived(storage)} | {p.name for p in wal.partials(storage)}
-    wanted = sorted(n for n in names if n.endswith(".history") or (len(n) == 24 and n[8:] >= start[8:]))
+    histories = sorted(n for n in names if n.endswith(".history"))
+    segments = sorted((n for n in names if len(n) == 24 and n[8:] >= start[8:]), key=feed.order)
     folder.mkdir(parents=True, exist_ok=True)
-    fetched, damaged = [], []
-    for name in wanted:
-        try:
-            wal.fetch(storage, name, folder / name, identities)
-        except CheckFailed as exc:
-            if name.endswith(".history"):
-                raise
-            damaged.append(f"{name}\t{' '.join(str(exc).split())}")
-            continue
-        fetched.append(name)
-    (folder / DAMAGED).unlink(missing_ok=True)
-    if damaged:
-        (folder / DAMAGED).write_text("\n".join(damaged) + "\n")
-    return fetched
+    for name in histories:
+        wal.fetch(storage, name, folder / name, identities, durable=False)
+    feed.prepare(folder, histories, segments, latest)
+    return WalPlan(histories, segments)
 
 
 def configure(data: Path, folder: Path, to: datetime | None, port: int) -> None:
-    """Recovery settings: WAL copied from `folder`, stop at `to` (else at the end of the WAL), then promote."""
+    """Recovery settings: WAL handed over from `folder` (physical/feed.py), stop at `to` (else at the end of the
+    WAL), then promote."""
     lines = [
-        f'restore_command = \'cp "{folder}/%f" "%p"\'',
+        f"restore_command = '{feed.restore_command(folder)}'",
         "recovery_target_action = 'promote'",
         "recovery_target_timeline = 'latest'",
         "archive_mode = 'off'",
@@ -193,9 +194,10 @@ def configure(data: Path, folder: Path, to: datetime | None, port: int) -> None:
         (data / stale).unlink(missing_ok=True)
 
 
-def start(data: Path, folder: Path, bin_dir: Path, timeout: float) -> Path:
+def start(data: Path, folder: Path, bin_dir: Path, timeout: float, watch: Callable[[], None] = lambda: None) -> Path:
     """Start the recovered server and wait until recovery reached its target and it was promoted; its log.
-    A recovery that stopped short is a failure, never a quietly older database."""
+    A recovery that stopped short is a failure, never a quietly older database. `watch` raises when what feeds
+    the recovery failed."""
     user = server_user()
     log = data.parent / "recovery.log"
     log.touch()
@@ -210,6 +212,7 @@ def start(data: Path, folder: Path, bin_dir: Path, timeout: float) -> Path:
         raise CheckFailed("pitr", f"the recovered server did not start: {done.stderr.strip()} {tail}".strip())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        watch()
         said = log.read_text(errors="replace")
         if SHORT in said or "FATAL" in said and "PANIC" in said:
             raise CheckFailed("pitr", _short(said))

@@ -95,8 +95,9 @@ def push(storage: Storage, path: Path, recipients: list[str], level: int | None 
     return key, True
 
 
-def fetch(storage: Storage, name: str, dest: Path, identities: list[Any]) -> None:
-    """Write WAL file `name` to `dest` (decrypted, decompressed, its sha256 checked), whole or not at all.
+def fetch(storage: Storage, name: str, dest: Path, identities: list[Any], durable: bool = True) -> None:
+    """Write WAL file `name` to `dest` (decrypted, decompressed, its sha256 checked), whole or not at all, and
+    on disk before it has its name unless not `durable` (a restore's own folder: a crash redoes the restore).
     NotFoundError when it was never archived."""
     copies = find(storage, name)
     if not copies:
@@ -124,8 +125,9 @@ def fetch(storage: Storage, name: str, dest: Path, identities: list[Any]) -> Non
                 raise CheckFailed("wal", f"WAL {name} in {storage.describe(copy.key)}: {exc}") from None
             except (ValueError, zstandard.ZstdError) as exc:
                 raise CheckFailed("wal", f"WAL {name} in {storage.describe(copy.key)} is damaged: {exc}") from None
-            out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
         if copy.sha256 != "partial" and digest.hexdigest() != copy.sha256:
             raise CheckFailed(
                 "sha256",

@@ -63,7 +63,7 @@ def test_a_base_backup_is_verified_by_starting_it_and_a_damaged_one_fails(
         drill = json.loads(drilled.stdout)
         assert (drill["kind"], drill["status"], drill["backup_id"]) == ("pitr", "passed", backup_id)
         assert drill["rto_seconds"] > 0 and 0 <= drill["rpo_seconds"] < 300
-        assert {"download and unpack", "fetch WAL", "recover", "smoke checks"} <= set(drill["steps"])
+        assert {"download and unpack", "list WAL", "recover", "smoke checks"} <= set(drill["steps"])
         history = cli("drill", "--history", "--json", api=prefect_api)
         assert [d["id"] for d in json.loads(history.stdout)] == [drill["id"]]
         assert postgres_servers_in(state) == [] and list((state / "scratch").iterdir()) == []

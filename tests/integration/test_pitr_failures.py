@@ -25,9 +25,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from sppg_backup.physical import pitr, wal
+from sppg_backup.errors import CheckFailed, NotFoundError
+from sppg_backup.physical import feed, pitr, wal
 from sppg_backup.sandbox.clusters import Cluster, default_bin_dir, free_port
 from sppg_backup.storage.local import LocalStorage
+from sppg_backup.stream.crypto import identities_from
 from tests.helpers import cli, error_lines
 from tests.integration.test_wal_receiver import INTERVAL, base_backup, primary, receiver, wait_connected
 
@@ -250,6 +252,41 @@ def test_a_damaged_segment_is_named_and_a_time_before_it_still_comes_back(
         shutil.rmtree(target, ignore_errors=True)
     before = restore(prefect_api, servers, "--to", t[3].isoformat())  # all it needs is before the damage
     assert rows_of(before, primary.password) == [timeline_1(n) for n in (1, 2, 3)]
+
+
+def test_a_segment_storage_loses_during_the_recovery_aborts_it_instead_of_promoting_short(
+    restoring: dict[str, Any], age_key: tuple[Path, str]
+) -> None:
+    """The WAL arrives while the server replays it: a segment that was listed but cannot be fetched when its
+    turn comes (storage lost it, or access was denied) makes the real server abort its recovery; answering
+    "no such file" would have promoted a database missing everything after it."""
+    storage = LocalStorage(restoring["copy"])
+    manifest = pitr.choose(storage, None, "Asia/Jakarta")
+    identities = identities_from(age_key[0])
+    target = Path(tempfile.mkdtemp(prefix="sppg-lost-"))
+    try:
+        pitr.unpack_base(storage, manifest, identities, target / "data")
+        plan = pitr.plan_wal(storage, manifest, identities, target / "wal", latest=True)
+        lost = restoring["segments"][2]
+        assert lost in plan.segments
+        [stored] = wal.find(storage, lost)
+        (restoring["copy"] / stored.key).unlink()
+        pitr.configure(target / "data", target / "wal", None, free_port())
+        feeding = feed.Feed(storage, plan.segments, identities, target / "wal", pitr.server_user())
+        with feeding, pytest.raises((NotFoundError, CheckFailed)):
+            pitr.start(target / "data", target / "wal", default_bin_dir(), 120, feeding.check)
+        with pytest.raises(NotFoundError, match=lost):
+            feeding.check()
+        deadline = time.monotonic() + 30
+        while (target / "data" / "postmaster.pid").exists():  # it stops by itself: the recovery aborted
+            assert time.monotonic() < deadline, "the server still runs"
+            time.sleep(0.2)
+        log = (target / "recovery.log").read_text()
+        assert "ready to accept connections" not in log and "selected new timeline" not in log, log
+        assert f'could not restore file "{lost}" from archive' in log, log
+    finally:
+        pitr.stop(target / "data", default_bin_dir())
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def push_finished(pg_wal: Path, timeline: int, last: str, api: str, since: str = "") -> list[str]:
