@@ -8,7 +8,9 @@ Backups (all with a fast checkpoint, as ours): `pg_basebackup -Ft -D - > /dev/nu
 `pg_dump -Fc -Z0 > /dev/null`, and `sppg-backup backup base` as a Prefect flow. Restores until the server
 accepts connections: `age -d | zstd -d | tar -x` + start by hand, bare `pg_restore -j2` of a dump, and
 `sppg-backup restore pitr --latest` (download, sha256, unpack, WAL, recovery, promotion, smoke checks). Then
-`wal stream` under `pgbench` writing as fast as it can: the archive's lag, sampled every second. Peak memory is
+`wal stream` under `pgbench` writing as fast as it can (after a base backup): the archive's lag, sampled every
+second; then that base backup and all the WAL after it restored by hand (untar, a restore_command decrypting
+and decompressing each segment with age and zstd) and by `restore pitr --latest`. Peak memory is
 the sum of RSS over each contender's whole process tree, sampled every 20 ms. Each backup and restore
 contender runs `--repeat` times, one after the other; the table shows the median time and the highest peak
 (single runs vary by +-2 s here with disk writeback).
@@ -96,6 +98,8 @@ def lag_under_load(out: Path, cluster: Cluster, env: dict[str, str], seconds: in
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     time.sleep(5)
+    # a base backup the WAL below follows, for the restore with WAL afterwards
+    timed([sys.executable, str(ROOT / "bench" / "run_base_core.py")], env)
     load = subprocess.Popen(
         [pgbench, "-c", "2", "-j", "2", "-T", str(seconds), "-n", conninfo], env=pg_env, stdout=subprocess.PIPE
     )
@@ -119,6 +123,67 @@ def lag_under_load(out: Path, cluster: Cluster, env: dict[str, str], seconds: in
     print(f"  lag sampled {len(lags)} times: worst {worst[0]:.1f} s / {worst[1] / 1e6:.0f} MB behind the server, ")
     print(f"  median {sorted(x[0] for x in lags)[len(lags) // 2] if lags else 0:.1f} s; target under {2 * interval} s")
     print(f"  the server wrote {int(wal_bytes) / 1e9:.1f} GB of WAL since initdb; receiver peak {peak / 1e6:.0f} MB")
+
+
+def restore_with_wal(out: Path, env: dict[str, str], flow_env: dict[str, str], key: Path, bin_dir: Path) -> None:
+    """The newest base backup and all the WAL pgbench wrote after it, recovered until the server is promoted: by
+    hand (untar, a restore_command that decrypts and decompresses each segment from storage) and ours."""
+    storage = out / "storage"
+    segments = [p for p in (storage / "wal").iterdir() if ".history" not in p.name]
+    newest = sorted((storage / "base").glob("*.tar.zst.age"))[-1]
+    restored = fresh(out / "byhand-wal")
+    data = fresh(restored / "data")
+    hand_key = restored / "key.txt"
+    shutil.copy(key, hand_key)
+    fetch = restored / "fetch.sh"  # what the README's by-hand restore does, with age and zstd only
+    fetch.write_text(
+        f'for f in {storage}/wal/"$1".*.zst.age; do [ -f "$f" ] || exit 1; age -d -i {hand_key} "$f" | '
+        'zstd -q -d > "$2"; exit; done\n'
+    )
+    port = free_port()
+    settings = [
+        f"restore_command = 'sh {fetch} %f %p'",
+        "recovery_target_action = 'promote'",
+        f"port = {port}",
+        "listen_addresses = '127.0.0.1'",
+        "archive_mode = 'off'",
+    ]
+    conf = " && ".join(f"echo {json.dumps(line)} >> {data}/postgresql.auto.conf" for line in settings)
+    chown = f"chown -R postgres: {restored}" if os.geteuid() == 0 else "true"
+    log = restored / "log"
+    promoted = f"until grep -q 'ready to accept connections' {log}; do sleep 0.1; done"
+    command = (
+        f"set -o pipefail; age -d -i {key} {newest} | zstd -q -d | tar -x -C {data} && {conf} && "
+        f"touch {data}/recovery.signal && {chown} && "
+        f"{as_postgres(f'{bin_dir}/pg_ctl -D {data} -l {log} start')} > /dev/null && {promoted}"
+    )
+    hand = timed(command, env, True)
+    stop(data, bin_dir)
+    shutil.rmtree(restored)
+    target = out / "pitr-wal"
+    sppg = str(Path(sys.executable).with_name("sppg-backup"))
+    ours = timed([sppg, "restore", "pitr", "--latest", "--target-dir", str(target), "--json"], flow_env)
+    stop(target / "data", bin_dir)
+    shutil.rmtree(target)
+    print(f"\nrestore pitr --latest of the base backup taken under load + {len(segments)} WAL segments after it:")
+    print(f"  by hand (untar, restore_command age -d | zstd -d each): {hand[0]:.1f} s, peak {hand[1] / 1e6:.0f} MB")
+    print(f"  sppg-backup restore pitr (Prefect flow): {ours[0]:.1f} s, peak {ours[1] / 1e6:.0f} MB")
+    print(f"  ours / by hand: {ours[0] / hand[0]:.2f}x")
+
+
+def print_table() -> None:
+    hand_backup = RESULTS["pg_basebackup | zstd -1 | age (by hand)"][0]
+    hand_restore = RESULTS["age -d | zstd -d | tar -x + start (by hand)"][0]
+    print(f"\n{'contender':52} {'seconds':>8} {'peak MB':>8}")
+    for name, (seconds, peak) in RESULTS.items():
+        print(f"{name:52} {seconds:8.1f} {peak / 1e6:8.0f}")
+    ours_backup = RESULTS["sppg-backup backup base (Prefect flow)"][0]
+    ours_restore = RESULTS["sppg-backup restore pitr --latest (Prefect flow)"][0]
+    core_backup = RESULTS["backup base, core (no Prefect)"][0]
+    core_restore = RESULTS["restore pitr --latest, core (no Prefect)"][0]
+    print(f"backup base / by hand: {ours_backup / hand_backup:.2f}x, core {core_backup / hand_backup:.2f}x")
+    print(f"restore pitr / by hand: {ours_restore / hand_restore:.2f}x, core {core_restore / hand_restore:.2f}x")
+    print("targets: backup base at most 1.1x by hand, restore pitr --latest at most 1.2x")
 
 
 def main() -> None:
@@ -227,19 +292,9 @@ def main() -> None:
             flow_restore = "sppg-backup restore pitr --latest (Prefect flow)"
             repeated(flow_restore, lambda: timed(command, flow_env), dropper(target))
 
-        hand_backup = RESULTS["pg_basebackup | zstd -1 | age (by hand)"][0]
-        hand_restore = RESULTS["age -d | zstd -d | tar -x + start (by hand)"][0]
-        print(f"\n{'contender':52} {'seconds':>8} {'peak MB':>8}")
-        for name, (seconds, peak) in RESULTS.items():
-            print(f"{name:52} {seconds:8.1f} {peak / 1e6:8.0f}")
-        ours_backup = RESULTS["sppg-backup backup base (Prefect flow)"][0]
-        ours_restore = RESULTS["sppg-backup restore pitr --latest (Prefect flow)"][0]
-        core_backup = RESULTS["backup base, core (no Prefect)"][0]
-        core_restore = RESULTS["restore pitr --latest, core (no Prefect)"][0]
-        print(f"backup base / by hand: {ours_backup / hand_backup:.2f}x, core {core_backup / hand_backup:.2f}x")
-        print(f"restore pitr / by hand: {ours_restore / hand_restore:.2f}x, core {core_restore / hand_restore:.2f}x")
-        print("targets: backup base at most 1.1x by hand, restore pitr --latest at most 1.2x")
-        lag_under_load(out, cluster, env, args.pgbench_seconds, args.interval)
+            print_table()
+            lag_under_load(out, cluster, env, args.pgbench_seconds, args.interval)
+            restore_with_wal(out, env, flow_env, key, bin_dir)
     finally:
         cluster.stop(remove=False)
 

@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     service_start_timeout_seconds: int = Field(120, ge=1)
     age_recipients: CommaList = []
     age_identity_file: Path | None = None
-    notify_urls: CommaList = []
+    notify_urls: CommaList = []  # apprise URLs told every outcome (successes too)
+    notify_warning_urls: CommaList = []  # told warnings and critical failures only (e.g. Slack)
+    notify_critical_urls: CommaList = []  # told critical failures only (e.g. an SMS gateway)
     metrics_file: Path | None = None
     pushgateway_url: str | None = None
     audit_log: Path | None = None
@@ -115,6 +117,8 @@ class Settings(BaseSettings):
     _split = field_validator(
         "age_recipients",
         "notify_urls",
+        "notify_warning_urls",
+        "notify_critical_urls",
         "services",
         "config_paths",
         "docker_images",
@@ -335,7 +339,7 @@ def masked(settings: Settings) -> dict[str, Any]:
             value = mask_url(value)
         elif name == "target_password" and value:
             value = "***"
-        elif name == "notify_urls":
+        elif name in ("notify_urls", "notify_warning_urls", "notify_critical_urls"):
             value = [mask_url(url) for url in value]
         elif isinstance(value, Path):
             value = str(value)

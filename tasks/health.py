@@ -27,7 +27,7 @@ from sppg_backup.physical import receiver
 from sppg_backup.settings import Settings
 from sppg_backup.tasks.common import destinations
 from sppg_backup.tasks.leftovers import leftovers
-from sppg_backup.tasks.reporting import tell
+from sppg_backup.tasks.reporting import routes, tell
 
 
 @task(name="evaluate-health", cache_policy=NO_CACHE, timeout_seconds=600)
@@ -99,10 +99,11 @@ def announce_changes(settings: Settings, alerts: list[health.Alert]) -> None:
     """One notification when an alert starts and one when it clears, never one per check."""
     storage = destinations(settings).storage
     started, cleared, state = health.transitions(health.load_state(storage), alerts, datetime.now(UTC))
-    for alert in started:
-        notify.send(settings.notify_urls, *report.alert_started(alert, settings.storage_url), ok=False)
+    for alert in started:  # a cleared alert is told where it was told when it started
+        told = report.alert_started(alert, settings.storage_url)
+        notify.send(routes(settings), *told, ok=False, severity=health.severity(alert.name))
     for name in cleared:
-        notify.send(settings.notify_urls, *report.alert_cleared(name), ok=True)
+        notify.send(routes(settings), *report.alert_cleared(name), ok=True, severity=health.severity(name))
     health.save_state(storage, state)
     tell(settings, "check-backup-health", report.health_report(alerts, settings.storage_url), send=False)
     if started or cleared:

@@ -38,6 +38,10 @@ class Measures:
     values: dict[str, float]
 
 
+def routes(settings: Settings) -> notify.Routes:
+    return notify.Routes(settings.notify_urls, settings.notify_warning_urls, settings.notify_critical_urls)
+
+
 def tell(
     settings: Settings,
     key: str,
@@ -62,10 +66,11 @@ def tell(
     if told is None:
         return
     if problems:
-        told = replace(told, summary=told.summary + "\nWarning: " + "; ".join(problems))
+        severity = told.severity or ("warning" if told.ok else None)
+        told = replace(told, summary=told.summary + "\nWarning: " + "; ".join(problems), severity=severity)
     try:
         create_markdown_artifact(key=key, markdown=told.markdown(), description=told.title)
     except Exception as exc:
         log.warning("could not create the %s artifact: %s", key, exc)
-    if send and not notify.send(settings.notify_urls, told.title, told.text(), ok=told.ok):
+    if send and not notify.send(routes(settings), told.title, told.text(), told.ok, told.severity):
         log.warning("the notification %r did not reach every channel", told.title)

@@ -25,6 +25,15 @@ class Alert:
     summary: str
 
 
+# Alerts that can wait for working hours (the same as in deployments/prometheus/alerts.yml); every other one
+# means backups are not being made, not restorable or the application is down: critical, paged.
+WARNINGS = ("backup_size_drop", "storage_full_", "base_backup_missing", "leftovers")
+
+
+def severity(name: str) -> str:
+    return "warning" if name.startswith(WARNINGS) else "critical"
+
+
 @dataclass(frozen=True)
 class Usage:
     location: str

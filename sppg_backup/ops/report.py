@@ -26,6 +26,7 @@ class Report:
     facts: tuple[tuple[str, str], ...] = ()
     next_step: str = ""
     details: str = ""  # more markdown (tables), for the artifact only
+    severity: str | None = None  # who is told (ops/notify.py): default info when ok, else critical
 
     def text(self) -> str:
         """The notification's body and what the CLI prints."""

@@ -79,7 +79,7 @@ def test_a_pushgateway_password_is_masked_in_the_log(caplog: pytest.LogCaptureFi
 def test_a_malformed_apprise_url_never_shows_its_token(caplog: pytest.LogCaptureFixture) -> None:
     token = "TIia!jkdn" + SECRET
     with caplog.at_level(logging.DEBUG):
-        assert not notify.send([f"slack://T1JJ3T3L2/A1BRTD4JD/{token}"], "title", "body", ok=True)
+        assert not notify.send(notify.Routes([f"slack://T1JJ3T3L2/A1BRTD4JD/{token}"]), "title", "body", ok=True)
     assert "not valid for apprise" in caplog.text and "invalid Slack" in caplog.text
     assert token not in caplog.text and SECRET not in caplog.text
 

@@ -3,6 +3,7 @@ when it clears; failures reach a real SMTP server and a webhook with text that s
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sppg_backup.db.catalog import read_manifest, write_manifest
-from sppg_backup.errors import CheckFailed
+from sppg_backup.errors import BackupError, CheckFailed
 from sppg_backup.flows.backup_database import backup_database
 from sppg_backup.flows.check_backup_health import check_backup_health
 from sppg_backup.flows.verify_backup import verify_backup
@@ -117,6 +118,53 @@ def test_storage_over_80_percent_full(
     assert "storage_full_storage" in alert_names(check_backup_health())
     text = Path(backup_env["METRICS_FILE"]).read_text()
     assert 'backup_storage_used_ratio{location="storage"}' in text
+
+
+def test_each_severity_reaches_the_channels_set_for_it(
+    backup_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, webhook: Any, mailbox: Any
+) -> None:
+    """Mail is told everything, Slack warnings and critical failures, the SMS gateway critical ones only (the
+    guide's "SMS for critical failures"); an alert's clearing goes where its start went."""
+    slack, sms = webhook.url.replace("/hook", "/slack"), webhook.url.replace("/hook", "/sms")
+    monkeypatch.setenv("SPPG_BACKUP_NOTIFY_URLS", mailbox.url)
+    monkeypatch.setenv("SPPG_BACKUP_NOTIFY_WARNING_URLS", slack)
+    monkeypatch.setenv("SPPG_BACKUP_NOTIFY_CRITICAL_URLS", sms)
+
+    def told() -> dict[str, list[str]]:
+        got = {"mail": [subject for subject, _ in mailbox.texts()], "slack": [], "sms": []}
+        for _, path, body in webhook.requests:
+            got[path.strip("/")].append(json.loads(body)["title"])
+        mailbox.messages.clear()
+        webhook.requests.clear()
+        return {channel: [title.split(":")[0] for title in titles] for channel, titles in got.items()}
+
+    check_backup_health()  # critical: no backup at all
+    assert told() == {
+        "mail": ["ALERT backup_missing"],
+        "slack": ["ALERT backup_missing"],
+        "sms": ["ALERT backup_missing"],
+    }
+    first = backup_database()
+    assert told() == {"mail": ["Backup OK"], "slack": [], "sms": []}
+    check_backup_health()
+    assert told() == {
+        "mail": ["RESOLVED backup_missing"],
+        "slack": ["RESOLVED backup_missing"],
+        "sms": ["RESOLVED backup_missing"],
+    }
+
+    storage = LocalStorage(backup_env["STORAGE_URL"].removeprefix("file://"))
+    second = backup_database()
+    shrunk = read_manifest(storage, "db", second["id"]).model_copy(update={"size": first["size"] // 3})
+    write_manifest(storage, shrunk)
+    told()
+    check_backup_health()  # a warning: the size dropped
+    assert told() == {"mail": ["ALERT backup_size_drop"], "slack": ["ALERT backup_size_drop"], "sms": []}
+
+    monkeypatch.setenv("SPPG_BACKUP_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/erp")
+    with pytest.raises(BackupError):
+        backup_database()
+    assert told() == {"mail": ["Backup FAILED"], "slack": ["Backup FAILED"], "sms": ["Backup FAILED"]}
 
 
 def test_status_cli_exit_codes(backup_env: dict[str, str], prefect_api: str) -> None:

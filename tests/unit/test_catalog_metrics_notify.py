@@ -60,9 +60,9 @@ def test_unreachable_pushgateway_is_logged_not_raised(tmp_path: Path) -> None:
 def test_failing_notification_returns_false_and_never_raises() -> None:
     from tests.helpers import free_port
 
-    assert notify.send([f"json://127.0.0.1:{free_port()}/x"], "t", "b", ok=False) is False
-    assert notify.send(["not a url at all"], "t", "b", ok=True) is False
-    assert notify.send([], "t", "b", ok=True) is True
+    assert notify.send(notify.Routes([f"json://127.0.0.1:{free_port()}/x"]), "t", "b", ok=False) is False
+    assert notify.send(notify.Routes(["not a url at all"]), "t", "b", ok=True) is False
+    assert notify.send(notify.Routes(), "t", "b", ok=True) is True
 
 
 def test_audit_trail_appends_json_lines(tmp_path: Path) -> None:
