@@ -87,9 +87,12 @@ def test_config_show_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPPG_BACKUP_DATABASE_URL", "postgresql://backup:s3cret@db:5432/erp_sppg")
     monkeypatch.setenv("SPPG_BACKUP_NOTIFY_URLS", "slack://T1/B2/tok3n,mailtos://ops:pw@smtp.x?to=a@b")
     monkeypatch.setenv("SPPG_BACKUP_PUSHGATEWAY_URL", "https://u:pushpw@push:9091")
+    monkeypatch.setenv("SPPG_BACKUP_NOTIFY_WARNING_URLS", "slack://T1/B2/warnt0ken")
+    monkeypatch.setenv("SPPG_BACKUP_NOTIFY_CRITICAL_URLS", "twilio://AC1:smst0ken@+62811/+62812")
     result = CliRunner().invoke(app, ["config", "show"])
     assert result.exit_code == 0
     assert "s3cret" not in result.output and "tok3n" not in result.output and "pushpw" not in result.output
+    assert "warnt0ken" not in result.output and "smst0ken" not in result.output
     assert "postgresql://backup:***@db:5432/erp_sppg" in result.output
     assert masked(load_settings())["notify_urls"] == ["slack://***", "mailtos://***"]
 
