@@ -13,6 +13,7 @@ from sppg_backup.tasks.base import check_replication, publish_base, report_base,
 from sppg_backup.tasks.base_checks import skipped
 from sppg_backup.tasks.common import step
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.replicate import replicate_new
 
 
 @flow(name="backup-base", description="pg_basebackup, compress, encrypt, checksum, upload, list.")
@@ -32,4 +33,5 @@ def backup_base(
     except BaseException as error:
         report_base(settings, None, error)
         raise
+    replicate_new(settings, ("wal/", "base/"))  # to the replicas in the other region, its manifest last
     return summary(listed)

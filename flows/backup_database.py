@@ -20,6 +20,7 @@ from sppg_backup.tasks.backup import (
 from sppg_backup.tasks.choices import DATABASE, offer_backups
 from sppg_backup.tasks.common import step
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.replicate import replicate_new
 
 
 @flow(name="backup-database", description="Dump, compress, encrypt, checksum, upload, prune, notify.")
@@ -42,4 +43,6 @@ def backup_database(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
         # 6. Send notification (failure).
         report_failure(settings, error, listed)
         raise
+    # 7. Copy it to the replicas in the other region (REPLICA_URLS).
+    replicate_new(settings, ("db/",))
     return summary(listed)

@@ -12,6 +12,7 @@ from sppg_backup.tasks.choices import offer_backups
 from sppg_backup.tasks.common import step
 from sppg_backup.tasks.files import report_snapshot, take_snapshot
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.replicate import replicate_new
 
 
 @flow(name="backup-files", description="Snapshot UPLOADS_DIR: upload only new or changed content.")
@@ -25,5 +26,6 @@ def backup_files(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
         raise
     report_snapshot(settings, "files", snap)
     if snap:
+        replicate_new(settings, ("files/",))  # to the replicas in the other region
         offer_backups(settings, ("restore-files",))
     return snap.model_dump(mode="json") if snap else {"status": "unchanged"}

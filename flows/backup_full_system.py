@@ -24,6 +24,7 @@ from sppg_backup.tasks.full import (
     reserve_set,
 )
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.replicate import replicate_new
 
 
 @flow(name="backup-full-system", description="Database, application files, Docker images and config as one set.")
@@ -64,5 +65,7 @@ def backup_full_system(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
         )
         raise
     report_full(settings, "backup.full", set_id, None, f"{len(full.parts)} parts stored.")
+    # 5. Copy the set to the replicas in the other region (REPLICA_URLS).
+    replicate_new(settings, ("db/", "wal/", "base/", "config/", "full/"))
     offer_backups(settings, FULL)
     return full.model_dump(mode="json")

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -48,6 +48,8 @@ class Settings(BaseSettings):
 
     database_url: str = "postgresql://postgres@localhost:5432/erp_sppg"
     storage_url: str = "file:///var/lib/sppg-backup/storage"
+    replica_urls: CommaList = []  # copies of the storage in another region (file:// or gs://), kept by replicate
+    replica_max_lag_hours: float = Field(2, gt=0)  # alert: a replica lacks something made longer ago than this
     local_dir: Path | None = Path("/backups")
     local_retention_days: int = Field(30, ge=1)
     cloud_retention_days: int = Field(365, ge=1)
@@ -117,6 +119,7 @@ class Settings(BaseSettings):
     _split = field_validator(
         "age_recipients",
         "notify_urls",
+        "replica_urls",
         "notify_warning_urls",
         "notify_critical_urls",
         "services",
@@ -184,12 +187,19 @@ class Settings(BaseSettings):
     @field_validator("storage_url")
     @classmethod
     def _check_storage_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme == "file" and parts.path.startswith("/") and parts.netloc in ("", "localhost"):
-            return value
-        if parts.scheme == "gs" and parts.netloc:
-            return value
-        raise ValueError("must be file:///absolute/path or gs://bucket/prefix")
+        return _storage_url(value)
+
+    @field_validator("replica_urls")
+    @classmethod
+    def _check_replica_urls(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for url in value:
+            try:
+                _storage_url(url)
+            except ValueError as exc:
+                raise ValueError(f"{url}: {exc}") from None
+        # The storage is not its own replica: in the DR region `--storage` names one of them.
+        here = str(info.data.get("storage_url", "")).rstrip("/")
+        return [url for url in value if url.rstrip("/") != here]
 
     @field_validator("age_recipients")
     @classmethod
@@ -285,6 +295,15 @@ def _reading(path: Path) -> type[Settings]:
 
 
 KNOWN_VARIABLES = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | {ENV_PREFIX + "CONFIG"}
+
+
+def _storage_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme == "file" and parts.path.startswith("/") and parts.netloc in ("", "localhost"):
+        return value
+    if parts.scheme == "gs" and parts.netloc:
+        return value
+    raise ValueError("must be file:///absolute/path or gs://bucket/prefix")
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

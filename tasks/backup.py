@@ -15,7 +15,7 @@ from sppg_backup.db.prune import PruneResult, prune
 from sppg_backup.db.retention import RetentionPolicy
 from sppg_backup.display import human_size
 from sppg_backup.errors import BackupError
-from sppg_backup.ops import report, report_files
+from sppg_backup.ops import replicas, report, report_files
 from sppg_backup.physical.retention import prune_wal
 from sppg_backup.settings import Settings
 from sppg_backup.tasks.common import audit_trail, destinations, who
@@ -57,11 +57,13 @@ def publish_backup(settings: Settings, manifest: Manifest) -> Manifest:
 @task(name="prune", cache_policy=NO_CACHE, timeout_seconds=1800)
 def prune_backups(settings: Settings, dry_run: bool = False) -> list[PruneResult]:
     """Dumps and base backups: local copies older than LOCAL_RETENTION_DAYS, storage copies older than
-    CLOUD_RETENTION_DAYS; then the WAL archive back to the oldest base backup kept."""
+    CLOUD_RETENTION_DAYS (and the same on the replicas); then the WAL archive back to the oldest base backup
+    kept."""
     dest = destinations(settings)
     trail = audit_trail(settings, dest)
     now = datetime.now(UTC)
-    places = [(dest.storage, settings.cloud_retention_days)]
+    storage = replicas.mirrored(dest.storage, dest.replicas, trail)  # what goes here goes on the replicas
+    places = [(storage, settings.cloud_retention_days)]
     if dest.local is not None:
         places.append((dest.local, settings.local_retention_days))
     results = [
@@ -71,7 +73,7 @@ def prune_backups(settings: Settings, dry_run: bool = False) -> list[PruneResult
     ]
     kept = {name for result in results if result.kind == "base" for name in result.kept}
     bases = [m for where, _ in places for m in list_backups(where, ("base",)).backups if m.id in kept]
-    results.append(prune_wal(dest.storage, bases, trail, dry_run))
+    results.append(prune_wal(storage, bases, trail, dry_run))
     for result in results:
         get_run_logger().info("prune %s %s: deleted %s", result.kind, result.location, result.deleted or "nothing")
     return results

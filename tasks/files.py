@@ -13,7 +13,7 @@ from sppg_backup.display import human_size
 from sppg_backup.errors import ConfigError
 from sppg_backup.files import restore, retention, snapshots
 from sppg_backup.files.restore import FilesRestoreRequest
-from sppg_backup.ops import report_files
+from sppg_backup.ops import replicas, report_files
 from sppg_backup.settings import Settings
 from sppg_backup.stream import crypto
 from sppg_backup.tasks.common import audit_trail, destinations, who
@@ -157,14 +157,15 @@ def report_prune(settings: Settings, result: retention.SnapshotPruneResult, dry_
 def prune_snapshots(settings: Settings, dry_run: bool = False) -> retention.SnapshotPruneResult:
     """Snapshots past FILES_RETENTION_DAYS go unless they hold one of a file's last FILES_KEEP_VERSIONS versions."""
     dest = destinations(settings)
+    trail = audit_trail(settings, dest)
     result = retention.prune(
-        dest.storage,
+        replicas.mirrored(dest.storage, dest.replicas, trail),  # what goes here goes on the replicas
         "files",
         identities(settings),
         datetime.now(UTC),
         settings.files_retention_days,
         settings.files_keep_versions,
-        audit_trail(settings, dest),
+        trail,
         dry_run,
     )
     get_run_logger().info(

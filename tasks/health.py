@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from prefect import get_client, get_run_logger, task
@@ -20,11 +21,12 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL
 
 from sppg_backup.db.catalog import list_backups
+from sppg_backup.display import shown_time
 from sppg_backup.errors import BackupError
 from sppg_backup.files import snapshots
-from sppg_backup.ops import health, metrics, notify, report, schedules, stopped
+from sppg_backup.ops import health, metrics, notify, replicas, report, schedules, stopped
 from sppg_backup.physical import receiver
-from sppg_backup.settings import Settings
+from sppg_backup.settings import Settings, mask_url
 from sppg_backup.tasks.common import destinations
 from sppg_backup.tasks.leftovers import leftovers
 from sppg_backup.tasks.reporting import routes, tell
@@ -51,6 +53,7 @@ def evaluate_health(settings: Settings) -> list[health.Alert]:
     alerts += [health.leftovers_alert(left)] if left else []
     if settings.pitr:
         alerts += wal_alerts(settings, now)
+    alerts += replica_alerts(settings, now)
     for usage in usages:
         metrics.record(
             {"location": usage.location},
@@ -63,6 +66,34 @@ def evaluate_health(settings: Settings) -> list[health.Alert]:
     )
     for alert in alerts:
         get_run_logger().warning("ALERT %s: %s", alert.name, alert.summary)
+    return alerts
+
+
+def replica_alerts(settings: Settings, now: datetime) -> list[health.Alert]:
+    """A replica lacking something made more than REPLICA_MAX_LAG_HOURS ago, or unreadable; each one's lag as a
+    metric (+Inf: unreadable)."""
+    dest = destinations(settings)
+    alerts = []
+    for number, replica in enumerate(dest.replicas, 1):
+        shown, name = mask_url(replica.url), f"replica_behind_{number}"
+        try:
+            since = replicas.behind_since(dest.storage, replica)
+        except BackupError as exc:
+            lag = math.inf
+            alerts.append(health.Alert(name, f"replica {shown} cannot be read: {' '.join(str(exc).split())}"))
+        else:
+            lag = replicas.lag_seconds(since, now)
+            if since is not None and lag > settings.replica_max_lag_hours * 3600:
+                alerts.append(
+                    health.Alert(
+                        name,
+                        f"replica {shown} lacks backups made since {shown_time(since, settings.zone)} "
+                        f"({lag / 3600:.1f} h behind, more than {settings.replica_max_lag_hours:g} h)",
+                    )
+                )
+        metrics.record(
+            {"replica": shown}, {"backup_replica_lag_seconds": lag}, settings.metrics_file, settings.pushgateway_url
+        )
     return alerts
 
 

@@ -93,8 +93,17 @@ def stopped_by_sigterm() -> Iterator[None]:
 def main_options(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="Use this storage instead of STORAGE_URL (e.g. the DR region's replica): list, verify, restore...",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
 ) -> None:
+    if storage is not None:  # the environment wins over the config file; the flows run in this process
+        os.environ[ENV_PREFIX + "STORAGE_URL"] = storage
     ctx.obj = Invocation(config.resolve() if config is not None else None, verbose)
     if not verbose:
         # Prefect's console logs (tracebacks included) still reach the Prefect API; the terminal gets one line.

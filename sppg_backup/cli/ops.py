@@ -1,4 +1,4 @@
-"""Operations commands: config show, status, prune, keygen, serve, demo."""
+"""Operations commands: config show, status, prune, replicate, keygen, serve, demo."""
 
 from __future__ import annotations
 
@@ -88,6 +88,35 @@ def prune_command(
             continue
         for backup_id in result["deleted"]:
             out.print(f"  {verb} {backup_id} ({result['reasons'][backup_id]})", highlight=False)
+
+
+@app.command("replicate")
+def replicate_command(
+    ctx: typer.Context,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Read every copy on the replicas back; copy a damaged one again.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Copy to each replica (REPLICA_URLS) what it lacks, checked by size and sha256, manifests last. Never
+    deletes: only prune deletes there, what it deleted from the storage."""
+    given: Invocation = ctx.obj
+    settings = given.settings()
+    if not settings.replica_urls:
+        fail(ConfigError("no replicas: set SPPG_BACKUP_REPLICA_URLS (storage URLs in another region)"))
+    given.run(existing_storage, settings)
+    from sppg_backup.flows.replicate_backups import replicate_backups
+
+    result = given.run(replicate_backups, verify=verify)
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    for replica in result["replicas"]:
+        out.print(
+            f"{replica['replica']}: {len(replica['copied'])} copied, {len(replica['repaired'])} copied again "
+            f"({replica['bytes_copied']} bytes), {replica['checked']} objects in the storage; it has them all",
+            highlight=False,
+        )
 
 
 @app.command("keygen")

@@ -27,7 +27,7 @@ class Alert:
 
 # Alerts that can wait for working hours (the same as in deployments/prometheus/alerts.yml); every other one
 # means backups are not being made, not restorable or the application is down: critical, paged.
-WARNINGS = ("backup_size_drop", "storage_full_", "base_backup_missing", "leftovers")
+WARNINGS = ("backup_size_drop", "storage_full_", "base_backup_missing", "leftovers", "replica_behind_")
 
 
 def severity(name: str) -> str:

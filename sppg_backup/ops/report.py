@@ -181,6 +181,10 @@ ALERT_NEXT_STEP = {
     "mounted; run `sppg-backup backup files`",
 }
 STORAGE_NEXT_STEP = "free space or raise the quota; `sppg-backup prune --dry-run` shows what retention would remove"
+REPLICA_NEXT_STEP = (
+    "check the last replicate-backups flow run in the Prefect UI (credentials, the replica bucket, its quota) and "
+    "run `sppg-backup replicate`: it copies what the replica lacks"
+)
 SCHEDULE_NEXT_STEP = (
     "open the deployment in the Prefect UI: resume it or its schedule, check that a worker is online on the "
     "pool sppg-backup, and read the Prefect server's log for scheduler errors; meanwhile run the flow by hand"
@@ -189,7 +193,11 @@ SCHEDULE_NEXT_STEP = (
 
 def alert_started(alert: Alert, storage_url: str) -> tuple[str, str]:
     step = ALERT_NEXT_STEP.get(alert.name) or (
-        SCHEDULE_NEXT_STEP if alert.name.startswith("schedule_") else STORAGE_NEXT_STEP
+        SCHEDULE_NEXT_STEP
+        if alert.name.startswith("schedule_")
+        else REPLICA_NEXT_STEP
+        if alert.name.startswith("replica_behind_")
+        else STORAGE_NEXT_STEP
     )
     return f"ALERT {alert.name}: {alert.summary}", f"{alert.summary}\nStorage: {storage_url}\nNext step: {step}."
 

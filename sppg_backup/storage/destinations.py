@@ -12,10 +12,12 @@ from sppg_backup.storage.local import LocalStorage
 
 @dataclass(frozen=True)
 class Destinations:
-    """Where backups go: the configured storage (the truth) and the optional local copy."""
+    """Where backups go: the configured storage (the truth), the optional local copy, and the replicas in
+    another region that replicate keeps."""
 
     storage: Storage
     local: Storage | None
+    replicas: tuple[Storage, ...] = ()
 
     @property
     def all(self) -> list[Storage]:
@@ -27,7 +29,8 @@ def open_destinations(settings: Settings, credentials: Any = None) -> Destinatio
     local = LocalStorage(settings.local_dir) if settings.local_dir else None
     if local is not None and local.url.rstrip("/") == storage.url.rstrip("/"):
         local = None  # the storage already is this directory: one copy, not two of the same file
-    return Destinations(storage, local)
+    replicas = tuple(open_storage(url, credentials, settings.gcp_project) for url in settings.replica_urls)
+    return Destinations(storage, local, replicas)
 
 
 def same_disk(storage: Storage, local: Storage | None) -> bool:

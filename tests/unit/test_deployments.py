@@ -18,6 +18,8 @@ EXPECTED = {
     "backup-base": "0 2 * * 0",
     "verify-base-backup": "30 3 * * 0",
     "recovery-drill-pitr": "30 5 * * 0",
+    "replicate-backups": "7-59/15 * * * *",
+    "replicate-backups/daily-verify": "0 6 * * *",
 }
 
 
@@ -30,7 +32,8 @@ def yaml_schedules() -> dict[str, str]:
         assert deployment["work_pool"]["name"] == "sppg-backup"
         for schedule in deployment.get("schedules", []):
             assert schedule["timezone"] == "Asia/Jakarta"
-            found[flow.name] = schedule["cron"]
+            # a flow with two deployments: the second one by its name too
+            found[flow.name if flow.name not in found else f"{flow.name}/{deployment['name']}"] = schedule["cron"]
     return found
 
 
@@ -67,7 +70,8 @@ def test_serve_has_the_same_schedules() -> None:
     for deployment in deployments():
         for schedule in deployment.schedules:
             assert schedule.schedule.timezone == "Asia/Jakarta"
-            served[deployment.flow_name] = schedule.schedule.cron
+            name = deployment.flow_name
+            served[name if name not in served else f"{name}/{deployment.name}"] = schedule.schedule.cron
     assert served == EXPECTED
 
 

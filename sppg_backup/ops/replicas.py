@@ -1,0 +1,173 @@
+"""Replicas of the storage in another region (scenario 3: the region of the bucket is gone): every object the
+storage holds copied to each replica, checked by size and sha256, manifests last so a replica never lists a
+backup whose parts it lacks. A replica is only ever added to: what the primary's retention deletes is deleted
+on it by prune (`mirrored`), nothing else ever is, so an object the primary loses is not lost twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sppg_backup import keys
+from sppg_backup.errors import BackupError, CheckFailed, NotFoundError
+from sppg_backup.ops.audit import AuditTrail
+from sppg_backup.storage import Storage
+from sppg_backup.storage.base import ObjectInfo
+
+CHUNK = 1 << 20
+log = logging.getLogger(__name__)
+
+
+def replicated(key: str) -> bool:
+    """Backups, not the primary's bookkeeping: an id claimed while a backup is made, a snapshot's running lease,
+    the primary's alert state (the DR host keeps its own)."""
+    return not key.endswith(keys.CLAIM_SUFFIX) and "/running/" not in key and key != keys.HEALTH_STATE
+
+
+def order(key: str) -> tuple[int, str]:
+    """Contents first, then the manifests that list them, then the full-system sets that name those."""
+    if key.endswith(keys.MANIFEST_SUFFIX):
+        return (2 if key.startswith("full/") else 1, key)
+    return (0, key)
+
+
+@dataclass
+class Replicated:
+    """What one pass did to one replica."""
+
+    replica: str
+    copied: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # held there with other content: copied again
+    failed: list[str] = field(default_factory=list)  # "key: why", one line each
+    checked: int = 0
+    bytes_copied: int = 0
+    behind_since: datetime | None = None  # when the oldest object still missing there was made
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _differs(source: ObjectInfo, held: ObjectInfo | None) -> bool:
+    """Missing, another size, or rewritten on the primary after it was copied (a manifest gets its verification)."""
+    return held is None or source.size != held.size or source.updated > held.updated
+
+
+def _sha256_of(storage: Storage, key: str) -> str:
+    digest = hashlib.sha256()
+    with storage.open_read(key) as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def recorded_sha256(storage: Storage, listed: ObjectInfo) -> str | None:
+    """The sha256 recorded when the object was written (a bucket lists it; a folder keeps it beside the file)."""
+    return listed.sha256 or storage.stat(listed.key).sha256
+
+
+def copy_object(primary: Storage, replica: Storage, listed: ObjectInfo) -> int:
+    """Stream one object across, checked: what arrived has the size and sha256 of what was read, and that is the
+    sha256 the primary recorded for it (a damaged object on the primary is not spread). Its size."""
+    key, recorded = listed.key, recorded_sha256(primary, listed)
+    digest, size = hashlib.sha256(), 0
+    upload = replica.open_write(key)
+    try:
+        with primary.open_read(key) as source:
+            while chunk := source.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                upload.write(chunk)
+        if recorded and recorded != digest.hexdigest() and primary.stat(key).sha256 != digest.hexdigest():
+            raise CheckFailed("sha256", f"{primary.describe(key)} does not match its recorded sha256: not copied")
+        stored = upload.commit()
+    except BaseException:
+        upload.abort()
+        raise
+    if stored.size != size or (stored.sha256 and stored.sha256 != digest.hexdigest()):
+        raise CheckFailed("sha256", f"the copy at {replica.describe(key)} differs from what was sent")
+    return size
+
+
+def damaged_copies(primary: Storage, replica: Storage, source: dict[str, ObjectInfo]) -> list[str]:
+    """The replica's copies read back: the keys whose content is not what the primary recorded."""
+    damaged = []
+    for key, listed in source.items():
+        recorded = recorded_sha256(primary, listed)
+        try:
+            if recorded and _sha256_of(replica, key) != recorded:
+                damaged.append(key)
+        except NotFoundError:
+            continue  # not there yet: copied below
+    return damaged
+
+
+def replicate(
+    primary: Storage, replica: Storage, verify: bool = False, prefixes: tuple[str, ...] = ("",)
+) -> Replicated:
+    """Copy to `replica` whatever it lacks or holds different under `prefixes` (all: ""); with `verify`, every
+    copy there is read back first and a damaged one copied again. One object that fails is noted and the rest
+    still go."""
+    done = Replicated(replica.url)
+    source = {o.key: o for prefix in prefixes for o in primary.list(prefix) if replicated(o.key)}
+    held = {o.key: o for prefix in prefixes for o in replica.list(prefix)}
+    damaged = set(damaged_copies(primary, replica, source)) if verify else set()
+    todo = sorted((k for k, o in source.items() if k in damaged or _differs(o, held.get(k))), key=order)
+    done.checked = len(source)
+    for key in todo:
+        try:
+            done.bytes_copied += copy_object(primary, replica, source[key])
+        except NotFoundError:
+            continue  # gone from the primary since it was listed (a WAL segment completed, a prune)
+        except BackupError as exc:
+            done.failed.append(f"{key}: {' '.join(str(exc).split())}")
+            continue
+        (done.repaired if key in held else done.copied).append(key)
+    arrived = set(done.copied) | set(done.repaired)
+    done.behind_since = min((source[k].updated for k in todo if k not in arrived), default=None)
+    return done
+
+
+def lag_seconds(behind_since: datetime | None, now: datetime) -> float:
+    """How far a replica is behind: the age of the oldest object it lacks; 0 when it has everything."""
+    return 0.0 if behind_since is None else max(0.0, (now - behind_since).total_seconds())
+
+
+def behind_since(primary: Storage, replica: Storage) -> datetime | None:
+    """When the oldest object the replica lacks (or holds older) was made on the primary; None: it has all."""
+    held = {o.key: o for o in replica.list("")}
+    lacking = [o.updated for o in primary.list("") if replicated(o.key) and _differs(o, held.get(o.key))]
+    return min(lacking, default=None)
+
+
+class MirroredDeletes:
+    """The primary storage for retention: what it deletes goes on every replica too, audited there. A replica
+    that cannot delete keeps the object (one line in the log): more kept, never less."""
+
+    def __init__(self, primary: Storage, replicas: tuple[Storage, ...], audit: AuditTrail) -> None:
+        self._primary, self._replicas, self._audit = primary, replicas, audit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._primary, name)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._primary.delete(key)
+        finally:
+            for replica in self._replicas:
+                try:
+                    replica.delete(key)
+                except NotFoundError:
+                    continue
+                except BackupError as exc:
+                    log.warning("replica kept %s: %s", replica.describe(key), exc)
+                    continue
+                self._audit.record("prune.delete", key, "deleted", location=replica.describe(key))
+
+
+def mirrored(primary: Storage, replicas: tuple[Storage, ...], audit: AuditTrail) -> Storage:
+    return primary if not replicas else cast(Storage, MirroredDeletes(primary, replicas, audit))
