@@ -11,7 +11,8 @@ accepts connections: `age -d | zstd -d | tar -x` + start by hand, bare `pg_resto
 `wal stream` under `pgbench` writing as fast as it can (after a base backup): the archive's lag, sampled every
 second; then that base backup and all the WAL after it restored by hand (untar, a restore_command decrypting
 and decompressing each segment with age and zstd) and by `restore pitr --latest`. Peak memory is
-the sum of RSS over each contender's whole process tree, sampled every 20 ms. Each backup and restore
+the sum of RSS over each contender's whole process tree, sampled every 20 ms (it counts the restored server
+while `pg_ctl` waits for it), and the largest single process of that tree. Each backup and restore
 contender runs `--repeat` times, one after the other; the table shows the median time and the highest peak
 (single runs vary by +-2 s here with disk writeback).
 """
@@ -34,22 +35,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import timed, tree_rss
+from bench.common import timed_detail as timed
+from bench.common import tree_rss
 from sppg_backup.db import postgres
 from sppg_backup.sandbox.clusters import Cluster, free_port, prefect_server, sample_database
 from sppg_backup.stream.crypto import generate_key_file
 
-RESULTS: dict[str, tuple[float, int]] = {}
+RESULTS: dict[str, tuple[float, int, int]] = {}  # seconds, peak of the process tree, of its largest process
 REPEAT = 3
 
 
-def repeated(name: str, run: Callable[[], tuple[float, int]], after: Callable[[], None] = lambda: None) -> None:
+def repeated(name: str, run: Callable[[], tuple[float, int, int]], after: Callable[[], None] = lambda: None) -> None:
     """Run a contender REPEAT times (`after` cleans up after each run): median seconds, highest peak."""
     runs = []
     for _ in range(REPEAT):
         runs.append(run())
         after()
-    RESULTS[name] = (statistics.median(seconds for seconds, _ in runs), max(peak for _, peak in runs))
+    seconds = statistics.median(run[0] for run in runs)
+    RESULTS[name] = (seconds, max(run[1] for run in runs), max(run[2] for run in runs))
 
 
 def as_postgres(command: str) -> str:
@@ -167,16 +170,19 @@ def restore_with_wal(out: Path, env: dict[str, str], flow_env: dict[str, str], k
     shutil.rmtree(target)
     print(f"\nrestore pitr --latest of the base backup taken under load + {len(segments)} WAL segments after it:")
     print(f"  by hand (untar, restore_command age -d | zstd -d each): {hand[0]:.1f} s, peak {hand[1] / 1e6:.0f} MB")
-    print(f"  sppg-backup restore pitr (Prefect flow): {ours[0]:.1f} s, peak {ours[1] / 1e6:.0f} MB")
+    print(
+        f"  sppg-backup restore pitr (Prefect flow): {ours[0]:.1f} s, peak {ours[1] / 1e6:.0f} MB "
+        f"(its largest process {ours[2] / 1e6:.0f} MB)"
+    )
     print(f"  ours / by hand: {ours[0] / hand[0]:.2f}x")
 
 
 def print_table() -> None:
     hand_backup = RESULTS["pg_basebackup | zstd -1 | age (by hand)"][0]
     hand_restore = RESULTS["age -d | zstd -d | tar -x + start (by hand)"][0]
-    print(f"\n{'contender':52} {'seconds':>8} {'peak MB':>8}")
-    for name, (seconds, peak) in RESULTS.items():
-        print(f"{name:52} {seconds:8.1f} {peak / 1e6:8.0f}")
+    print(f"\n{'contender':52} {'seconds':>8} {'peak MB':>8} {'largest':>8}")
+    for name, (seconds, peak, largest) in RESULTS.items():
+        print(f"{name:52} {seconds:8.1f} {peak / 1e6:8.0f} {largest / 1e6:8.0f}")
     ours_backup = RESULTS["sppg-backup backup base (Prefect flow)"][0]
     ours_restore = RESULTS["sppg-backup restore pitr --latest (Prefect flow)"][0]
     core_backup = RESULTS["backup base, core (no Prefect)"][0]
