@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     gcp_credentials_block: str | None = None
     gcp_service_account_file: Path | None = None
     gcp_project: str | None = None
+    # A production database on Cloud SQL: its instance, and the Admin API's address (a private endpoint).
+    cloudsql_instance: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{0,97}$")
+    cloudsql_api_url: str | None = None  # default https://sqladmin.googleapis.com/
+    cloudsql_timeout_seconds: float = Field(3600, gt=0)  # an operation still running after this is a failed run
+    cloudsql_poll_seconds: float = Field(5, gt=0)
     min_backup_size: int = Field(1 << 20, ge=0)
     verify_database_url: str | None = None
     scratch_dir: Path | None = None

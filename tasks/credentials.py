@@ -9,9 +9,15 @@ from sppg_backup.settings import Settings
 
 
 def gcp_credentials(settings: Settings) -> Any:
-    """A prefect-gcp GcpCredentials block, else a key file, else None (application default or emulator)."""
+    """For a gs:// storage: a prefect-gcp GcpCredentials block, else a key file, else None (application default
+    or emulator)."""
     if not settings.storage_url.startswith("gs://"):
         return None
+    return google_credentials(settings)
+
+
+def google_credentials(settings: Settings) -> Any:
+    """A prefect-gcp GcpCredentials block, else a key file, else None (application default credentials)."""
     if settings.gcp_credentials_block:
         from prefect_gcp import GcpCredentials
 

@@ -52,7 +52,12 @@ class CloudSql:
         self.timeout_seconds, self.poll_seconds = timeout_seconds, poll_seconds
         options = {"api_endpoint": endpoint} if endpoint else None
         self.api = build(
-            "sqladmin", "v1", credentials=credentials, client_options=options, static_discovery=True, cache_discovery=False
+            "sqladmin",
+            "v1",
+            credentials=credentials,
+            client_options=options,
+            static_discovery=True,
+            cache_discovery=False,
         )
 
     def _call(self, request: Any, what: str) -> dict[str, Any]:
@@ -66,7 +71,9 @@ class CloudSql:
             if status == 404:
                 raise NotFoundError(f"{what}: {said}") from None
             if status in (401, 403):
-                raise ConfigError(f"{what}: access denied ({said}); the service account needs roles/cloudsql.admin") from None
+                raise ConfigError(
+                    f"{what}: access denied ({said}); the service account needs roles/cloudsql.admin"
+                ) from None
             if status in (429, 500, 502, 503, 504):
                 raise TransientError(f"{what}: {said}") from None
             raise PermanentError(f"{what}: {said}") from None
@@ -101,7 +108,9 @@ class CloudSql:
         """Restore backup run `backup_id` onto the instance (its data is replaced); the finished operation."""
         if backup_id not in {run.id for run in self.backups()}:
             raise NotFoundError(f"Cloud SQL instance {self.instance} has no backup {backup_id}: see `cloudsql backups`")
-        body = {"restoreBackupContext": {"backupRunId": backup_id, "project": self.project, "instanceId": self.instance}}
+        body = {
+            "restoreBackupContext": {"backupRunId": backup_id, "project": self.project, "instanceId": self.instance}
+        }
         started = self._call(
             self.api.instances().restoreBackup(project=self.project, instance=self.instance, body=body),
             f"cannot restore backup {backup_id} onto Cloud SQL instance {self.instance}",
@@ -138,6 +147,15 @@ class CloudSql:
             said = "; ".join(f"{e.get('code', 'ERROR')}: {e.get('message', '')}".strip() for e in errors)
             raise CheckFailed("cloudsql", f"{what} failed (operation {name}): {said}")
         return operation
+
+
+def refuse_unconfirmed(instance: str | None, backup_id: str, confirm: bool) -> None:
+    """A restore replaces every database on the instance: only when confirmed."""
+    if not confirm:
+        raise ConfigError(
+            f"restoring backup {backup_id} replaces every database on Cloud SQL instance {instance}: confirm it "
+            "(--yes, or tick confirm)"
+        )
 
 
 def _message(exc: Any) -> str:

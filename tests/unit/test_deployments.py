@@ -51,6 +51,9 @@ def test_restore_deployments_have_forms_and_no_schedule() -> None:
         "flows/restore_files.py:restore_config",
         "flows/restore_full_system.py:restore_full_system",
         "flows/restore_pitr.py:restore_pitr",
+        "flows/cloudsql.py:cloudsql_backups",
+        "flows/cloudsql.py:cloudsql_restore",
+        "flows/cloudsql.py:cloudsql_clone",
     }
     assert all("schedules" not in d for d in on_demand.values())
     from prefect.utilities.callables import parameter_schema
