@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     service_start_timeout_seconds: int = Field(120, ge=1)
     age_recipients: CommaList = []
     age_identity_file: Path | None = None
+    key_max_age_days: float = Field(365, gt=0)  # alert: the newest key in AGE_RECIPIENTS is in use longer than this
     notify_urls: CommaList = []  # apprise URLs told every outcome (successes too)
     notify_warning_urls: CommaList = []  # told warnings and critical failures only (e.g. Slack)
     notify_critical_urls: CommaList = []  # told critical failures only (e.g. an SMS gateway)

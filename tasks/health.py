@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from typing import Any
 
 from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -54,6 +55,7 @@ def evaluate_health(settings: Settings) -> list[health.Alert]:
     if settings.pitr:
         alerts += wal_alerts(settings, now)
     alerts += replica_alerts(settings, now)
+    alerts += key_alerts(settings, regular, now)
     for usage in usages:
         metrics.record(
             {"location": usage.location},
@@ -67,6 +69,18 @@ def evaluate_health(settings: Settings) -> list[health.Alert]:
     for alert in alerts:
         get_run_logger().warning("ALERT %s: %s", alert.name, alert.summary)
     return alerts
+
+
+def key_alerts(settings: Settings, backups: list[Any], now: datetime) -> list[health.Alert]:
+    """The age of the newest encryption key in use as a metric, and an alert past KEY_MAX_AGE_DAYS."""
+    if not settings.age_recipients:
+        return []
+    since = health.key_in_use_since(backups, settings.age_recipients)
+    if since is not None:
+        age = {"backup_encryption_key_age_seconds": (now - since).total_seconds()}
+        metrics.record({"kind": "db"}, age, settings.metrics_file, settings.pushgateway_url)
+    alert = health.key_alert(since, now, settings.key_max_age_days)
+    return [alert] if alert else []
 
 
 def replica_alerts(settings: Settings, now: datetime) -> list[health.Alert]:

@@ -27,7 +27,14 @@ class Alert:
 
 # Alerts that can wait for working hours (the same as in deployments/prometheus/alerts.yml); every other one
 # means backups are not being made, not restorable or the application is down: critical, paged.
-WARNINGS = ("backup_size_drop", "storage_full_", "base_backup_missing", "leftovers", "replica_behind_")
+WARNINGS = (
+    "backup_size_drop",
+    "storage_full_",
+    "base_backup_missing",
+    "leftovers",
+    "replica_behind_",
+    "encryption_key_old",
+)
 
 
 def severity(name: str) -> str:
@@ -78,6 +85,25 @@ def files_alert(newest: datetime | None, now: datetime) -> Alert | None:
         return None
     since = f"the newest is from {newest.isoformat(timespec='minutes')}" if newest else "there is none"
     return Alert("files_snapshot_missing", f"no snapshot of the uploaded files in an hour ({since})")
+
+
+def key_in_use_since(backups: list[Manifest], recipients: list[str]) -> datetime | None:
+    """Since when the newest of `recipients` is in use: the first backup encrypted to it (None: none yet). Read
+    from the catalog, so the backup host needs no private key to know it."""
+    firsts = [min((m.created_at for m in backups if r in m.recipients), default=None) for r in recipients]
+    return max((first for first in firsts if first is not None), default=None)
+
+
+def key_alert(since: datetime | None, now: datetime, max_age_days: float) -> Alert | None:
+    """The guide: rotate the encryption key yearly."""
+    if since is None or now - since <= timedelta(days=max_age_days):
+        return None
+    days = (now - since).days
+    return Alert(
+        "encryption_key_old",
+        f"the newest encryption key has been in use since {since.date().isoformat()} ({days} days, more than "
+        f"{max_age_days:g}; the guide rotates it yearly)",
+    )
 
 
 def evaluate(backups: list[Manifest], now: datetime, usages: list[Usage], limits: Thresholds) -> list[Alert]:

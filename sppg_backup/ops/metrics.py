@@ -27,6 +27,7 @@ HELP = {
     "backup_wal_last_archived_timestamp": "Unix time the newest WAL reached storage",
     "backup_wal_archive_lag_seconds": "Seconds since the newest WAL reached storage, at the last check",
     "backup_wal_slot_retained_bytes": "Bytes of WAL the replication slot holds on the database server",
+    "backup_encryption_key_age_seconds": "Seconds the newest key in AGE_RECIPIENTS is in use (since its first backup)",
     "backup_replica_lag_seconds": "Age of the oldest object the replica lacks (0: it has everything; +Inf: unreadable)",
 }
 

@@ -177,6 +177,8 @@ ALERT_NEXT_STEP = {
     "decrypted data: any next run removes those)",
     "services_left_stopped": "start them (`docker start <name>`), or run any restore, which starts them first; "
     "then check the application",
+    "encryption_key_old": "make a new key (`sppg-backup keygen`), put its public key in AGE_RECIPIENTS and keep the "
+    "old private key until every backup made with it has expired",
     "files_snapshot_missing": "check the last backup-files flow run in the Prefect UI and that UPLOADS_DIR is "
     "mounted; run `sppg-backup backup files`",
 }

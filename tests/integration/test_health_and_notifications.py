@@ -167,6 +167,24 @@ def test_each_severity_reaches_the_channels_set_for_it(
     assert told() == {"mail": ["Backup FAILED"], "slack": ["Backup FAILED"], "sms": ["Backup FAILED"]}
 
 
+def test_a_key_in_use_too_long_is_a_warning_with_its_age_as_a_metric(
+    backup_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup_database()
+    assert "encryption_key_old" not in alert_names(check_backup_health())  # days old, not a year
+    monkeypatch.setenv("SPPG_BACKUP_KEY_MAX_AGE_DAYS", "0.000001")  # a tenth of a second
+    result = check_backup_health()
+    [old] = [a for a in result["alerts"] if a["name"] == "encryption_key_old"]
+    assert "in use since" in old["summary"] and "rotates it yearly" in old["summary"]
+    ages = [
+        s.value
+        for f in text_string_to_metric_families(Path(backup_env["METRICS_FILE"]).read_text())
+        for s in f.samples
+        if s.name == "backup_encryption_key_age_seconds"
+    ]
+    assert len(ages) == 1 and 0 < ages[0] < 3600
+
+
 def test_status_cli_exit_codes(backup_env: dict[str, str], prefect_api: str) -> None:
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     sppg = [sys.executable, "-m", "sppg_backup", "status"]

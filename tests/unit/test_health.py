@@ -67,3 +67,18 @@ def test_uploads_snapshots_older_than_an_hour_or_none_alert() -> None:
     assert stale is not None and stale.name == "files_snapshot_missing" and "2026-11-24T01:50" in stale.summary
     missing = files_alert(None, now)
     assert missing is not None and "there is none" in missing.summary
+
+
+def test_the_newest_key_in_use_counts_from_its_first_backup() -> None:
+    from sppg_backup.ops.health import key_alert, key_in_use_since
+
+    old_key, new_key = "age1old", "age1new"
+    backups = [
+        sized(500, 1000).model_copy(update={"recipients": [old_key]}),
+        sized(400, 1000).model_copy(update={"recipients": [old_key, new_key]}),  # the new key added
+        sized(1, 1000).model_copy(update={"recipients": [new_key]}),
+    ]
+    since = key_in_use_since(backups, [old_key, new_key])
+    assert since == backups[1].created_at  # the newer of the two, from its first backup
+    assert key_alert(since, NOW, 365) is not None and key_alert(since, NOW, 401) is None
+    assert key_in_use_since(backups, ["age1never"]) is None and key_alert(None, NOW, 365) is None
