@@ -356,6 +356,24 @@ def mask_url(url: str) -> str:
     return url
 
 
+# What a full-system set records of the settings it was taken with, for a new host: everything but secrets (the
+# .env and the keys come back from the configuration snapshot and the key file, never from a manifest).
+SECRET_SETTINGS = ("notify_urls", "notify_warning_urls", "notify_critical_urls", "pushgateway_url", "target_password")
+URL_SETTINGS = ("database_url", "verify_database_url", "replication_url")
+
+
+def recorded(settings: Settings) -> dict[str, Any]:
+    """The settings as plain values with every secret left out: no password in a URL, no notification URL."""
+    kept: dict[str, Any] = {}
+    for name, value in masked(settings).items():
+        if name in SECRET_SETTINGS:
+            continue
+        if name in URL_SETTINGS and isinstance(value, str):
+            value = value.replace(":***@", "@")
+        kept[name] = value
+    return kept
+
+
 def masked(settings: Settings) -> dict[str, Any]:
     """The effective settings as plain values, secrets masked, for `config show`."""
     shown: dict[str, Any] = {}

@@ -16,7 +16,7 @@ from sppg_backup.files.snapshots import Snapshot
 from sppg_backup.full import system
 from sppg_backup.full.system import FullRestoreRequest
 from sppg_backup.ops import containers, report_files, scratch
-from sppg_backup.settings import Settings
+from sppg_backup.settings import Settings, recorded
 from sppg_backup.tasks.common import destinations, keyed_on, retrying, who
 from sppg_backup.tasks.files import identities
 from sppg_backup.tasks.reporting import Entry, tell
@@ -75,7 +75,9 @@ def publish_set(
     base: Manifest | None = None,
 ) -> system.FullSet:
     """4. One manifest for the whole set, written last."""
-    taken = system.Taken(set_id, started, database, parts, config, settings.app_dir, settings.docker_images, base)
+    taken = system.Taken(
+        set_id, started, database, parts, config, settings.app_dir, settings.docker_images, base, recorded(settings)
+    )
     full = system.assemble(taken, datetime.now(UTC), settings.encryption, who())
     system.publish(destinations(settings).storage, full)
     get_run_logger().info("full-system backup %s listed: %d parts", set_id, len(full.parts))

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -58,6 +58,7 @@ class FullSet(BaseModel):
     parts: list[Part]
     encryption: Literal["age", "none"]
     created_by: dict[str, str] = {}
+    taken_with: dict[str, Any] = {}  # the settings of the host it was taken on, secrets left out (settings.recorded)
 
     def part(self, kind: str) -> list[Part]:
         return [p for p in self.parts if p.kind == kind]
@@ -206,6 +207,7 @@ class Taken:
     app_dir: Path | None
     images: list[str]
     base: Manifest | None = None  # with point-in-time recovery: the base backup taken with the set
+    settings: dict[str, Any] = field(default_factory=dict)  # what it was taken with, secrets left out
 
 
 def assemble(taken: Taken, finished: datetime, encrypted: bool, created_by: dict[str, str]) -> FullSet:
@@ -226,6 +228,7 @@ def assemble(taken: Taken, finished: datetime, encrypted: bool, created_by: dict
         parts=everything,
         encryption="age" if encrypted else "none",
         created_by=created_by,
+        taken_with=taken.settings,
     )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -118,6 +119,10 @@ def test_a_full_backup_restores_onto_a_fresh_engine_and_folder(
 ) -> None:
     made = ok(cli("backup", "full", "--json", api=prefect_api))
     assert {p["kind"] for p in made["parts"]} == {"database", "application", "image", "config"}
+    taken = made["taken_with"]  # for a new host: the settings, every secret left out
+    assert taken["app_dir"] == str(system["app"]) and taken["services"] == ["backend-1"]
+    assert urlsplit(taken["database_url"]).password is None and urlsplit(system["DATABASE_URL"]).password
+    assert "notify_urls" not in taken and "rahasia" not in json.dumps(taken)
     [listed] = ok(cli("list", "--kind", "full", "--json", api=prefect_api))
     assert listed["id"] == made["id"]
     images = {ref: system["engine"].client.images.get(ref).id for ref in (DockerEngine.IMAGE, WEB_IMAGE)}
