@@ -1,4 +1,4 @@
-"""Operations commands: config show, status, prune, replicate, keygen, serve, demo."""
+"""Operations commands: config show, status, prune, replicate, rekey, keygen, serve, demo."""
 
 from __future__ import annotations
 
@@ -115,6 +115,46 @@ def replicate_command(
         out.print(
             f"{replica['replica']}: {len(replica['copied'])} copied, {len(replica['repaired'])} copied again "
             f"({replica['bytes_copied']} bytes), {replica['checked']} objects in the storage; it has them all",
+            highlight=False,
+        )
+
+
+@app.command("rekey")
+def rekey_command(
+    ctx: typer.Context,
+    recipients: Annotated[str, typer.Option("--recipients", help="The new age public keys, comma-separated.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be rewritten; change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: every encrypted backup is rewritten.")] = False,
+    verify_identity: Annotated[
+        Path | None, typer.Option("--verify-identity", help="The new private key: read every object back with it.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rotate the encryption key: every encrypted object on the storage, the local copies and the replicas is
+    re-encrypted to --recipients with the current key (AGE_IDENTITY_FILE); run again after a kill, it goes on."""
+    given: Invocation = ctx.obj
+    settings = given.settings()
+    given.run(existing_storage, settings)
+    from sppg_backup.flows.rekey_backups import rekey_backups
+
+    verify = str(verify_identity.resolve()) if verify_identity else None
+    result = given.run(rekey_backups, recipients=recipients, dry_run=dry_run, confirm=yes, verify_identity=verify)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    verb = "would re-encrypt" if dry_run else "re-encrypted"
+    for place in result["storages"]:
+        out.print(
+            f"{place['location']}: {verb} {len(place['rewritten'])} objects ({len(place['already'])} done before, "
+            f"{place['manifests']} manifests updated)",
+            highlight=False,
+        )
+    if result["verified"]:
+        out.print("every object reads back whole with the new key", highlight=False)
+    if not dry_run:
+        out.print(
+            "now set SPPG_BACKUP_AGE_RECIPIENTS to the new keys and SPPG_BACKUP_AGE_IDENTITY_FILE to the new "
+            "private key (if not yet)",
             highlight=False,
         )
 

@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 def replicated(key: str) -> bool:
     """Backups, not the primary's bookkeeping: an id claimed while a backup is made, a snapshot's running lease,
     the primary's alert state (the DR host keeps its own)."""
-    return not key.endswith(keys.CLAIM_SUFFIX) and "/running/" not in key and key != keys.HEALTH_STATE
+    return (
+        not key.endswith(keys.CLAIM_SUFFIX)
+        and "/running/" not in key
+        and key != keys.HEALTH_STATE
+        and not key.startswith("rekey/")  # a key rotation's objects on their way (ops/rekey.py)
+    )
 
 
 def order(key: str) -> tuple[int, str]:

@@ -61,6 +61,11 @@ class Storage(Protocol):
         """Write a small object only if none has this key, atomically (two callers never both get True)."""
         ...
 
+    def move(self, source: str, dest: str) -> None:
+        """Give object `source` the key `dest` in place of what `dest` held (readers see the old object or the
+        new one, never a mix), then `source` is gone; its recorded sha256 goes with it."""
+        ...
+
     def abandoned_uploads(self, remove: bool = False) -> tuple[str, ...]:
         """What uploads of killed processes left behind (never a live upload's), removed with `remove`."""
         ...

@@ -196,6 +196,16 @@ class GcsStorage:
                 exc, f"cannot write {self.describe(key)}", f"bucket {self.bucket.name} does not exist"
             ) from exc
 
+    def move(self, source: str, dest: str) -> None:
+        """A server-side copy (metadata, so the sha256, included; the new generation replaces the old object at
+        once), then the source deleted."""
+        blob = self.bucket.blob(self.name(source))
+        try:
+            self.bucket.copy_blob(blob, self.bucket, self.name(dest))
+            blob.delete()
+        except CLIENT_ERRORS as exc:
+            raise translate(exc, f"cannot move {self.describe(source)} to {self.describe(dest)}") from exc
+
     def delete(self, key: str) -> None:
         try:
             self.bucket.blob(self.name(key)).delete()

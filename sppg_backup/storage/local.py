@@ -160,6 +160,15 @@ class LocalStorage:
             raise _os_error(exc, f"cannot link {self.describe(key)}") from exc
         return self.stat(key)
 
+    def move(self, source: str, dest: str) -> None:
+        final = self.path(dest)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.path(source), final)  # the sha256 xattr goes with the file
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            raise _os_error(exc, f"cannot move {self.describe(source)} to {self.describe(dest)}") from exc
+
     def open_read(self, key: str) -> BinaryIO:
         try:
             return open(self.path(key), "rb")  # noqa: SIM115 - the caller closes it
