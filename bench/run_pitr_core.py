@@ -32,7 +32,7 @@ def lap(what: str) -> None:
 
 pitr.unpack_base(storage, manifest, identities, target / "data")
 lap("stream and unpack the base backup")
-plan = pitr.plan_wal(storage, manifest, identities, target / "wal", True)
+plan = pitr.plan_wal(storage, manifest, identities, target / "data", target / "wal", True)
 bin_dir = default_bin_dir()
 stored = set(plan.segments)
 start_wal, zone = manifest.physical.start_wal, settings.zone

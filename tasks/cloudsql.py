@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -23,10 +24,11 @@ def instance(settings: Settings) -> CloudSql:
     if not settings.gcp_project or not settings.cloudsql_instance:
         raise ConfigError("Cloud SQL needs SPPG_BACKUP_GCP_PROJECT and SPPG_BACKUP_CLOUDSQL_INSTANCE")
     credentials = google_credentials(settings)
-    if credentials is None and settings.cloudsql_api_url:
+    host = urlsplit(settings.cloudsql_api_url or "").hostname
+    if credentials is None and host in ("127.0.0.1", "localhost", "::1"):
         from google.auth.credentials import AnonymousCredentials
 
-        credentials = AnonymousCredentials()  # an endpoint of our own (the tests' fake): no Google login
+        credentials = AnonymousCredentials()  # an API on this machine (the tests' fake of it): no Google login
     return CloudSql(
         settings.gcp_project,
         settings.cloudsql_instance,

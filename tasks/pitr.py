@@ -61,7 +61,8 @@ def list_wal(settings: Settings, manifest: Manifest, target: Path, latest: bool)
     """The WAL after the base backup in storage; its timeline histories into TARGET/wal (the segments follow
     while the server recovers)."""
     storage = destinations(settings).storage
-    plan = pitr.plan_wal(storage, manifest, identities_for(settings, manifest), target / "wal", latest)
+    identities = identities_for(settings, manifest)
+    plan = pitr.plan_wal(storage, manifest, identities, target / "data", target / "wal", latest)
     got = f"{plan.segments[0]} .. {plan.segments[-1]}" if plan.segments else "none"
     logger = get_run_logger()
     logger.info("%d WAL segments (%s) and %d timeline histories", len(plan.segments), got, len(plan.histories))

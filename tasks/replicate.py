@@ -36,7 +36,7 @@ def replicate_new(settings: Settings, prefixes: tuple[str, ...]) -> None:
         return
     try:
         results = [_pass(settings, index, False, prefixes) for index in range(len(settings.replica_urls))]
-        _report(settings, results)
+        _report(settings, results, whole=False)
     except Exception as exc:  # the backup is listed and good; this must not turn it into a failure
         get_run_logger().warning("copying to the replicas failed: %s", exc)
 
@@ -68,7 +68,8 @@ def report_replication(settings: Settings, results: list[dict[str, Any]]) -> Non
     _report(settings, results)
 
 
-def _report(settings: Settings, results: list[dict[str, Any]]) -> None:
+def _report(settings: Settings, results: list[dict[str, Any]], whole: bool = True) -> None:
+    """`whole`: a pass over all of the storage (only such a pass says how far behind a replica is)."""
     for result in results:
         tell(
             settings,
@@ -80,7 +81,9 @@ def _report(settings: Settings, results: list[dict[str, Any]]) -> None:
                 "ok" if result["ok"] else "failed",
                 {"copied": len(result["copied"]), "repaired": result["repaired"], "failed": result["failed"]},
             ),
-            Measures({"replica": mask_url(result["replica"])}, {"backup_replica_lag_seconds": result["lag_seconds"]}),
+            Measures({"replica": mask_url(result["replica"])}, {"backup_replica_lag_seconds": result["lag_seconds"]})
+            if whole
+            else None,
         )
     failed = [r for r in results if not r["ok"]]
     rows = "\n".join(
@@ -103,7 +106,9 @@ def _report(settings: Settings, results: list[dict[str, Any]]) -> None:
         told = Report(
             title="Replication OK",
             ok=True,
-            summary=f"{len(results)} replicas hold everything the storage holds ({copied} objects copied now).",
+            summary=f"{len(results)} replicas hold everything the storage holds ({copied} objects copied now)."
+            if whole
+            else f"The new backup is on {len(results)} replicas ({copied} objects copied).",
             next_step="nothing",
             details=table,
         )

@@ -18,6 +18,8 @@ from typing import Any
 
 from sppg_backup.errors import CheckFailed, ConfigError, NotFoundError, PermanentError, TransientError
 
+CREDENTIALS = "set SPPG_BACKUP_GCP_CREDENTIALS_BLOCK or SPPG_BACKUP_GCP_SERVICE_ACCOUNT_FILE, or log in with gcloud"
+
 
 @dataclass(frozen=True)
 class BackupRun:
@@ -46,25 +48,36 @@ class CloudSql:
         timeout_seconds: float = 3600,
         poll_seconds: float = 5,
     ) -> None:
+        from google.auth.exceptions import GoogleAuthError
         from googleapiclient.discovery import build
 
         self.project, self.instance = project, instance
         self.timeout_seconds, self.poll_seconds = timeout_seconds, poll_seconds
         options = {"api_endpoint": endpoint} if endpoint else None
-        self.api = build(
-            "sqladmin",
-            "v1",
-            credentials=credentials,
-            client_options=options,
-            static_discovery=True,
-            cache_discovery=False,
-        )
+        try:
+            self.api = build(
+                "sqladmin",
+                "v1",
+                credentials=credentials,
+                client_options=options,
+                static_discovery=True,
+                cache_discovery=False,
+            )
+        except GoogleAuthError as exc:
+            raise ConfigError(f"no Google credentials for Cloud SQL ({exc}); {CREDENTIALS}") from None
 
-    def _call(self, request: Any, what: str) -> dict[str, Any]:
+    def _call(self, request: Any, what: str, retries: int = 3) -> dict[str, Any]:
+        """One request; only reads are retried (a restore or clone sent twice is refused the second time)."""
+        from google.auth.exceptions import GoogleAuthError
         from googleapiclient.errors import HttpError
+        from httplib2 import HttpLib2Error
 
         try:
-            return request.execute(num_retries=3)  # type: ignore[no-any-return]
+            return request.execute(num_retries=retries)  # type: ignore[no-any-return]
+        except GoogleAuthError as exc:
+            raise ConfigError(f"{what}: the Google credentials were refused ({exc}); {CREDENTIALS}") from None
+        except HttpLib2Error as exc:  # the API cannot be reached (a name that does not resolve...)
+            raise TransientError(f"{what}: {exc}") from None
         except HttpError as exc:
             said = _message(exc)
             status = exc.resp.status
@@ -114,6 +127,7 @@ class CloudSql:
         started = self._call(
             self.api.instances().restoreBackup(project=self.project, instance=self.instance, body=body),
             f"cannot restore backup {backup_id} onto Cloud SQL instance {self.instance}",
+            retries=0,
         )
         return self.wait(started, f"the restore of backup {backup_id} onto {self.instance}")
 
@@ -124,6 +138,7 @@ class CloudSql:
         started = self._call(
             self.api.instances().clone(project=self.project, instance=self.instance, body=body),
             f"cannot clone Cloud SQL instance {self.instance} to {name} at {at}",
+            retries=0,
         )
         return self.wait(started, f"the clone of {self.instance} to {name} at {at}")
 
@@ -139,9 +154,12 @@ class CloudSql:
                     f"still finish: `gcloud sql operations describe {name} --project {self.project}`",
                 )
             time.sleep(self.poll_seconds)
-            operation = self._call(
-                self.api.operations().get(project=self.project, operation=name), f"cannot follow operation {name}"
-            )
+            try:
+                operation = self._call(
+                    self.api.operations().get(project=self.project, operation=name), f"cannot follow operation {name}"
+                )
+            except TransientError:
+                continue  # the operation goes on in Cloud SQL: asked again until the deadline
         errors = (operation.get("error") or {}).get("errors") or []
         if errors:
             said = "; ".join(f"{e.get('code', 'ERROR')}: {e.get('message', '')}".strip() for e in errors)

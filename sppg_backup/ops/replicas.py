@@ -123,18 +123,37 @@ def replicate(
     damaged = set(damaged_copies(primary, replica, source)) if verify else set()
     todo = sorted((k for k, o in source.items() if k in damaged or _differs(o, held.get(k))), key=order)
     done.checked = len(source)
+    failed: list[str] = []
+    gone: set[str] = set()
     for key in todo:
+        if key.endswith(keys.MANIFEST_SUFFIX) and lacks_parts(key, failed):
+            done.failed.append(f"{key}: not copied, a part it lists could not be")
+            continue
         try:
             done.bytes_copied += copy_object(primary, replica, source[key])
         except NotFoundError:
-            continue  # gone from the primary since it was listed (a WAL segment completed, a prune)
+            gone.add(key)  # deleted from the primary since it was listed (a WAL segment completed, a prune)
+            continue
         except BackupError as exc:
+            failed.append(key)
             done.failed.append(f"{key}: {' '.join(str(exc).split())}")
             continue
         (done.repaired if key in held else done.copied).append(key)
-    arrived = set(done.copied) | set(done.repaired)
+    arrived = set(done.copied) | set(done.repaired) | gone
     done.behind_since = min((source[k].updated for k in todo if k not in arrived), default=None)
     return done
+
+
+def lacks_parts(manifest: str, failed: list[str]) -> bool:
+    """A manifest whose contents did not all arrive in this pass: a dump's or base backup's own data (the same
+    stem), any blob or index of a snapshot's kind, anything at all for a full-system set (it names the others)."""
+    if manifest.startswith("full/"):
+        return bool(failed)
+    kind = manifest.split("/", 1)[0]
+    return any(
+        keys.stem(key) == keys.stem(manifest) or key.startswith(f"{kind}/blobs") or key.startswith(f"{kind}/indexes")
+        for key in failed
+    )
 
 
 def lag_seconds(behind_since: datetime | None, now: datetime) -> float:
@@ -150,11 +169,14 @@ def behind_since(primary: Storage, replica: Storage) -> datetime | None:
 
 
 class MirroredDeletes:
-    """The primary storage for retention: what it deletes goes on every replica too, audited there. A replica
-    that cannot delete keeps the object (one line in the log): more kept, never less."""
+    """The primary storage for retention: what it deleted goes on every replica too, audited there. Only once the
+    primary's delete is done (a delete the primary refused leaves the replicas alone); a replica that refuses one
+    key of a backup keeps the rest of that backup too (its manifest goes first: never a listed backup without
+    its data), with one line in the log: more kept, never less."""
 
     def __init__(self, primary: Storage, replicas: tuple[Storage, ...], audit: AuditTrail) -> None:
         self._primary, self._replicas, self._audit = primary, replicas, audit
+        self._refused: set[tuple[str, str]] = set()  # (replica, stem) that kept something
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._primary, name)
@@ -162,16 +184,25 @@ class MirroredDeletes:
     def delete(self, key: str) -> None:
         try:
             self._primary.delete(key)
-        finally:
-            for replica in self._replicas:
-                try:
-                    replica.delete(key)
-                except NotFoundError:
-                    continue
-                except BackupError as exc:
-                    log.warning("replica kept %s: %s", replica.describe(key), exc)
-                    continue
-                self._audit.record("prune.delete", key, "deleted", location=replica.describe(key))
+        except NotFoundError:
+            self._mirror(key)  # already gone here: retention still wants it gone there
+            raise
+        self._mirror(key)
+
+    def _mirror(self, key: str) -> None:
+        for replica in self._replicas:
+            if (replica.url, keys.stem(key)) in self._refused:
+                log.warning("replica kept %s: an earlier part of the same backup could not be deleted", key)
+                continue
+            try:
+                replica.delete(key)
+            except NotFoundError:
+                continue
+            except BackupError as exc:
+                self._refused.add((replica.url, keys.stem(key)))
+                log.warning("replica kept %s: %s", replica.describe(key), exc)
+                continue
+            self._audit.record("prune.delete", key, "deleted", location=replica.describe(key))
 
 
 def mirrored(primary: Storage, replicas: tuple[Storage, ...], audit: AuditTrail) -> Storage:

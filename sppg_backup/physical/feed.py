@@ -18,24 +18,27 @@ from __future__ import annotations
 
 import os
 import pwd
+import shlex
 import threading
 from pathlib import Path
 from typing import Any
 
-from sppg_backup.errors import CheckFailed
+from sppg_backup.errors import CheckFailed, PermanentError, TransientError
 from sppg_backup.physical import wal
 from sppg_backup.physical.gaps import DAMAGED
 from sppg_backup.storage import Storage
 
 AHEAD = 64  # segments fetched ahead of the one the server asked for last (1 GB of 16 MB segments)
+RETRIES = 4  # of a segment whose fetch failed on the way (1, 2, 4, 8 s apart)
 WANTED, ASKED, FAILED, SCRIPT = ".wanted", ".asked", ".failed", ".restore_wal.sh"
 ABORT = 126  # PostgreSQL aborts the recovery on a restore_command exit code above 125
 
 _SCRIPT = """#!/bin/sh
 # restore_command of a point-in-time restore by sppg-backup: hands the server WAL fetched beside it ($0's folder)
 dir=$(dirname "$0") name=$1 dest=$2
-grep -qxF "$name" "$dir/{wanted}" || exit 1
-printf '%s\\n' "$name" > "$dir/{asked}"
+grep -qxF "$name" "$dir/{wanted}"
+case $? in 0) ;; 1) exit 1 ;; *) exit {abort} ;; esac
+printf '%s\\n' "$name" > "$dir/{asked}" || exit {abort}
 while :; do
     if [ -f "$dir/$name" ]; then cp "$dir/$name" "$dest" || exit {abort}; exit 0; fi
     if [ -e "$dir/$name.damaged" ]; then exit {on_damaged}; fi
@@ -51,7 +54,9 @@ def order(name: str) -> tuple[str, int]:
 
 
 def restore_command(folder: Path) -> str:
-    return f'/bin/sh "{folder / SCRIPT}" "%f" "%p"'
+    """The command as PostgreSQL runs it through the shell: the folder quoted whatever its name holds, and a `%`
+    in it doubled (PostgreSQL's own placeholders are %f and %p)."""
+    return "/bin/sh " + shlex.quote(str(folder / SCRIPT)).replace("%", "%%") + " %f %p"
 
 
 def prepare(folder: Path, histories: list[str], segments: list[str], latest: bool) -> None:
@@ -122,14 +127,24 @@ class Feed:
 
     def _fetch(self, name: str) -> None:
         arriving = self.folder / f".{name}.arriving"
+        for attempt in range(RETRIES + 1):
+            try:
+                wal.fetch(self.storage, name, arriving, self.identities, durable=False)
+                break
+            except CheckFailed as exc:  # damaged in storage: a recovery to a time before it does not need it
+                with open(self.folder / DAMAGED, "a") as noted:
+                    noted.write(f"{name}\t{' '.join(str(exc).split())}\n")
+                (self.folder / f"{name}.damaged").touch()
+                return
+            except TransientError:  # a connection reset must not end a recovery that ran for hours
+                if attempt == RETRIES or self._stop.wait(2**attempt):
+                    raise
+            except OSError as exc:  # the folder beside the data: full, or gone
+                raise PermanentError(f"cannot write WAL {name} into {self.folder}: {exc.strerror or exc}") from None
         try:
-            wal.fetch(self.storage, name, arriving, self.identities, durable=False)
-        except CheckFailed as exc:  # damaged in storage: a recovery to a time before it does not need it
-            with open(self.folder / DAMAGED, "a") as noted:
-                noted.write(f"{name}\t{' '.join(str(exc).split())}\n")
-            (self.folder / f"{name}.damaged").touch()
-            return
-        if self.owner is not None:  # before it has its name: the server never sees a file it cannot read
-            os.chown(arriving, self.owner.pw_uid, self.owner.pw_gid)
-        os.replace(arriving, self.folder / name)
+            if self.owner is not None:  # before it has its name: the server never sees a file it cannot read
+                os.chown(arriving, self.owner.pw_uid, self.owner.pw_gid)
+            os.replace(arriving, self.folder / name)
+        except OSError as exc:
+            raise PermanentError(f"cannot write WAL {name} into {self.folder}: {exc.strerror or exc}") from None
         self.fetched.append(name)

@@ -63,7 +63,7 @@ def timeline_path(folder: Path, timeline: int) -> list[tuple[int, int]] | None:
     return [(tli, start) for tli, start in path if tli >= timeline]
 
 
-def _segment_bytes(places: list[Path]) -> int:
+def segment_bytes(places: list[Path]) -> int:
     for place in places:
         for item in place.iterdir() if place.is_dir() else []:
             if len(item.name) == 24 and item.is_file():
@@ -71,6 +71,20 @@ def _segment_bytes(places: list[Path]) -> int:
                 if size >= 1 << 20 and size & (size - 1) == 0:
                     return size
     return SEGMENT_BYTES
+
+
+def on_path(name: str, path: list[tuple[int, int]] | None, size: int) -> bool:
+    """Whether the recovery along `path` may ask for segment `name`: its timeline is the path's at its position
+    (the segment of a switch belongs to both timelines). Unknown path (a history that does not parse): yes."""
+    if path is None:
+        return True
+    per = 0x100000000 // size
+    number, tli = int(name[8:16], 16) * per + int(name[16:24], 16), int(name[:8], 16)
+    for at, (timeline, begin) in enumerate(path):
+        end = path[at + 1][1] if at + 1 < len(path) else None
+        if timeline == tli and begin // size <= number and (end is None or number <= end // size):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -92,7 +106,7 @@ def find_gap(data: Path, folder: Path, start_wal: str, stored: set[str] | None =
     if path is None:
         return None
     places = [folder, data / "pg_wal"]
-    size = _segment_bytes(places)
+    size = segment_bytes(places)
     per = 0x100000000 // size
     damaged = damaged_wal(folder)
     present = {item.name for place in places if place.is_dir() for item in place.iterdir()}
@@ -172,7 +186,9 @@ def check_wal(
     target = "the newest state" if to is None else shown_time(to, zone)
     last = f", its last transaction committed at {shown_time(reached, zone)}" if reached else ""
     goes_on = f" (the archive goes on to {gap.beyond})" if gap.beyond != gap.name else ""
-    back = "put it back" if gap.damaged is None else "delete that object and put an intact copy back"
+    back = (
+        "put it back" if gap.damaged is None else "if the key is right, delete that object and put an intact copy back"
+    )
     # A time target needs a transaction ending after it to stop at: the newest time that can come back is
     # just before the last transaction ahead of the gap.
     raise CheckFailed(

@@ -34,7 +34,7 @@ from sppg_backup.db.catalog import Manifest, list_backups
 from sppg_backup.display import shown_time
 from sppg_backup.errors import CheckFailed, ConfigError, NotFoundError, PermanentError
 from sppg_backup.forms import Text, WibTime
-from sppg_backup.physical import feed, wal
+from sppg_backup.physical import feed, gaps, wal
 from sppg_backup.storage import Storage
 from sppg_backup.stream import safe_tar
 from sppg_backup.stream.pack import streamed
@@ -159,17 +159,24 @@ class WalPlan:
     segments: list[str]
 
 
-def plan_wal(storage: Storage, manifest: Manifest, identities: list[Any], folder: Path, latest: bool) -> WalPlan:
-    """List the WAL after the base backup, fetch the timeline histories into `folder` (a damaged one fails at
-    once) and leave there the restore_command script that waits for the segments."""
+def plan_wal(
+    storage: Storage, manifest: Manifest, identities: list[Any], data: Path, folder: Path, latest: bool
+) -> WalPlan:
+    """List the WAL after the base backup (unpacked in `data`), fetch the timeline histories into `folder` (a
+    damaged one fails at once) and leave there the restore_command script that waits for the segments. Only
+    the segments on the recovery's timeline path: another timeline's (a split brain, a stale partial) are never
+    handed to the server, nor fetched."""
     assert manifest.physical is not None
     start = manifest.physical.start_wal
     names = {a.name for a in wal.archived(storage)} | {p.name for p in wal.partials(storage)}
     histories = sorted(n for n in names if n.endswith(".history"))
-    segments = sorted((n for n in names if len(n) == 24 and n[8:] >= start[8:]), key=feed.order)
     folder.mkdir(parents=True, exist_ok=True)
     for name in histories:
         wal.fetch(storage, name, folder / name, identities, durable=False)
+    path = gaps.timeline_path(folder, int(start[:8], 16))
+    size = gaps.segment_bytes([data / "pg_wal"])
+    wanted = (n for n in names if len(n) == 24 and n[8:] >= start[8:] and gaps.on_path(n, path, size))
+    segments = sorted(wanted, key=feed.order)
     feed.prepare(folder, histories, segments, latest)
     return WalPlan(histories, segments)
 
@@ -178,7 +185,7 @@ def configure(data: Path, folder: Path, to: datetime | None, port: int) -> None:
     """Recovery settings: WAL handed over from `folder` (physical/feed.py), stop at `to` (else at the end of the
     WAL), then promote."""
     lines = [
-        f"restore_command = '{feed.restore_command(folder)}'",
+        "restore_command = '" + feed.restore_command(folder).replace("'", "''") + "'",  # a conf string
         "recovery_target_action = 'promote'",
         "recovery_target_timeline = 'latest'",
         "archive_mode = 'off'",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -128,6 +129,31 @@ class GcsUpload:
             self._writer.terminate()
 
 
+class _Reading(io.RawIOBase):
+    """A blob being read: a connection lost halfway is our TransientError, not the client library's own."""
+
+    def __init__(self, reader: Any, what: str) -> None:
+        self._reader, self._what = reader, what
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._reader.read(size)  # type: ignore[no-any-return]
+        except CLIENT_ERRORS as exc:
+            raise translate(exc, self._what) from exc
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()
+
+
 class GcsStorage:
     """A bucket and an optional prefix as object storage."""
 
@@ -158,9 +184,10 @@ class GcsStorage:
         blob = self.bucket.blob(self.name(key))
         try:
             blob.reload()
-            return blob.open("rb", chunk_size=UPLOAD_CHUNK)  # type: ignore[no-any-return]
+            reader = blob.open("rb", chunk_size=UPLOAD_CHUNK)
         except CLIENT_ERRORS as exc:
             raise translate(exc, f"cannot read {self.describe(key)}") from exc
+        return _Reading(reader, f"cannot read {self.describe(key)}")  # type: ignore[return-value]
 
     def stat(self, key: str) -> ObjectInfo:
         blob = self.bucket.blob(self.name(key))

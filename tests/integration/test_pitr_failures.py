@@ -266,7 +266,7 @@ def test_a_segment_storage_loses_during_the_recovery_aborts_it_instead_of_promot
     target = Path(tempfile.mkdtemp(prefix="sppg-lost-"))
     try:
         pitr.unpack_base(storage, manifest, identities, target / "data")
-        plan = pitr.plan_wal(storage, manifest, identities, target / "wal", latest=True)
+        plan = pitr.plan_wal(storage, manifest, identities, target / "data", target / "wal", latest=True)
         lost = restoring["segments"][2]
         assert lost in plan.segments
         [stored] = wal.find(storage, lost)

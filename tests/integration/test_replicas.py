@@ -15,14 +15,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sppg_backup.db.catalog import list_backups, read_manifest, write_manifest
-from sppg_backup.errors import CheckFailed
+from sppg_backup.errors import BackupError, CheckFailed
 from sppg_backup.flows.backup_database import backup_database
 from sppg_backup.flows.check_backup_health import check_backup_health
 from sppg_backup.flows.prune_backups import prune_backups
 from sppg_backup.flows.replicate_backups import replicate_backups
+from sppg_backup.ops import replicas
+from sppg_backup.ops.audit import AuditTrail
 from sppg_backup.storage import open_storage
 from sppg_backup.storage.local import LocalStorage
-from tests.helpers import cli
+from tests.helpers import cli, read_only_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 
@@ -131,3 +133,32 @@ def test_a_replica_loses_only_what_retention_deleted(
     audit = [json.loads(line) for line in Path(backup_env["AUDIT_LOG"]).read_text().splitlines()]
     on_replicas = [a for a in audit if a["action"] == "prune.delete" and a["details"]["location"].startswith("gs://")]
     assert {a["target"] for a in on_replicas} >= {old["data_key"]}
+
+
+def test_a_backup_damaged_here_is_never_listed_on_a_replica(
+    backup_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = backup_database()
+    path = tmp_path / "storage" / made["data_key"]
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01  # the recorded sha256 no longer matches
+    path.write_bytes(bytes(damaged))
+    replica = tmp_path / "dr-new"
+    monkeypatch.setenv("SPPG_BACKUP_REPLICA_URLS", replica.as_uri())
+    with pytest.raises(CheckFailed, match="not replicated"):
+        replicate_backups()
+    assert list_backups(LocalStorage(replica)).backups == []  # neither the data nor a manifest naming it
+    assert not (replica / made["data_key"]).exists()
+
+
+def test_a_delete_the_storage_refused_leaves_the_replicas_alone(tmp_path: Path) -> None:
+    primary, replica = LocalStorage(tmp_path / "p"), LocalStorage(tmp_path / "r")
+    for storage in (primary, replica):
+        storage.create("db/erp_sppg_backup_1.dump.zst.age", b"data")
+    trail = AuditTrail(tmp_path / "audit.jsonl", None, {"user": "test"})
+    mirrored = replicas.mirrored(primary, (replica,), trail)
+    with read_only_dir(tmp_path / "p" / "db"), pytest.raises(BackupError):
+        mirrored.delete("db/erp_sppg_backup_1.dump.zst.age")  # a retention lock on the bucket, say
+    assert (tmp_path / "r" / "db" / "erp_sppg_backup_1.dump.zst.age").exists()
+    mirrored.delete("db/erp_sppg_backup_1.dump.zst.age")
+    assert not (tmp_path / "r" / "db" / "erp_sppg_backup_1.dump.zst.age").exists()

@@ -5,6 +5,7 @@ it fetches only a bounded way ahead of what the server asked for."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import threading
 import time
@@ -26,8 +27,12 @@ def ask(folder: Path, name: str, timeout: float = 10) -> tuple[int, bytes]:
     """What PostgreSQL gets running the restore_command for `name`: the exit code and the file's content."""
     dest = folder.parent / "RECOVERYXLOG"
     dest.unlink(missing_ok=True)
-    command = feed.restore_command(folder).replace("%f", name).replace("%p", str(dest))
-    code = subprocess.run(command, shell=True, timeout=timeout).returncode
+    # PostgreSQL's %p is pg_wal/RECOVERYXLOG, a plain relative name; the test's is quoted to be as plain
+    command = feed.restore_command(folder).replace("%f", shlex.quote(name)).replace("%p", shlex.quote(str(dest)))
+    command = command.replace("%%", "%")
+    done = subprocess.run(command, shell=True, timeout=timeout, capture_output=True, text=True)
+    code = done.returncode
+    assert code in (0, 1, feed.ABORT), (command, done.stderr)
     return code, dest.read_bytes() if dest.exists() else b""
 
 
@@ -76,6 +81,15 @@ def test_the_script_hands_over_what_arrives_and_says_no_only_for_what_storage_la
     assert ask(folder, SEGMENTS[1])[0] == feed.ABORT  # fetching failed: never "no such file"
 
 
+def test_a_folder_named_to_break_the_command_is_only_a_name(tmp_path: Path) -> None:
+    folder = tmp_path / "it's $(touch pwned) 100% `x`" / "wal"
+    folder.mkdir(parents=True)
+    feed.prepare(folder, [], SEGMENTS[:1], latest=True)
+    (folder / SEGMENTS[0]).write_bytes(b"ok")
+    assert ask(folder, SEGMENTS[0]) == (0, b"ok")
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
 def test_the_feed_fetches_a_bounded_way_ahead_of_what_the_server_asked(
     archive: LocalStorage, tmp_path: Path, age_key: tuple[Path, str]
 ) -> None:
@@ -117,3 +131,15 @@ def test_a_damaged_segment_is_marked_and_a_storage_failure_aborts(
         feeding.check()
     assert ask(folder, SEGMENTS[3])[0] == feed.ABORT
     assert not [p for p in folder.iterdir() if ".arriving" in p.name or ".fetching" in p.name]
+
+
+def test_only_segments_on_the_recoverys_timeline_path_are_handed_over() -> None:
+    from sppg_backup.physical.gaps import on_path
+
+    size = 16 << 20
+    path = [(1, 0), (2, 5 * size + 100)]  # timeline 2 forked inside segment 5
+    assert on_path("000000010000000000000004", path, size) and on_path("000000010000000000000005", path, size)
+    assert not on_path("000000010000000000000006", path, size)  # the old primary's WAL after the fork
+    assert on_path("000000020000000000000005", path, size) and on_path("000000020000000000000009", path, size)
+    assert not on_path("000000020000000000000004", path, size) and not on_path("000000030000000000000009", path, size)
+    assert on_path("000000070000000000000001", None, size)  # a history that does not parse: PostgreSQL decides
