@@ -51,6 +51,7 @@ class Replicated:
     checked: int = 0
     bytes_copied: int = 0
     behind_since: datetime | None = None  # when the oldest object still missing there was made
+    superseded: list[str] = field(default_factory=list)  # partial WAL segments whose whole segment is there
 
     @property
     def ok(self) -> bool:
@@ -58,8 +59,13 @@ class Replicated:
 
 
 def _differs(source: ObjectInfo, held: ObjectInfo | None) -> bool:
-    """Missing, another size, or rewritten on the primary after it was copied (a manifest gets its verification)."""
-    return held is None or source.size != held.size or source.updated > held.updated
+    """Missing, or other content: by sha256 where both sides list one (buckets), else another size or rewritten
+    on the primary after it was copied (a manifest gets its verification)."""
+    if held is None:
+        return True
+    if source.sha256 and held.sha256:
+        return source.sha256 != held.sha256
+    return source.size != held.size or source.updated > held.updated
 
 
 def _sha256_of(storage: Storage, key: str) -> str:
@@ -141,7 +147,36 @@ def replicate(
         (done.repaired if key in held else done.copied).append(key)
     arrived = set(done.copied) | set(done.repaired) | gone
     done.behind_since = min((source[k].updated for k in todo if k not in arrived), default=None)
+    done.superseded = drop_superseded(replica, source, set(held) | arrived)
     return done
+
+
+def drop_superseded(replica: Storage, source: dict[str, ObjectInfo], held: set[str]) -> list[str]:
+    """The receiver replaces the segment it is writing (`.partial`) by the whole segment and deletes the partial:
+    a copied partial whose whole segment the replica holds, and which the storage no longer has, goes too (it
+    would stay for ever, one per segment). Nothing else is ever deleted here."""
+    whole: set[str] = set()
+    partial: dict[str, str] = {}
+    for key in held:
+        if not key.startswith(keys.WAL):
+            continue
+        try:
+            name, tag = keys.wal_parts(key)
+        except ValueError:
+            continue
+        if tag == "partial":
+            partial[name] = key
+        else:
+            whole.add(name)
+    dropped = []
+    for name, key in partial.items():
+        if name in whole and key not in source:
+            try:
+                replica.delete(key)
+            except BackupError:
+                continue
+            dropped.append(key)
+    return dropped
 
 
 def lacks_parts(manifest: str, failed: list[str]) -> bool:
