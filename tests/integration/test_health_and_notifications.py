@@ -161,21 +161,11 @@ def test_each_severity_reaches_the_channels_set_for_it(
     check_backup_health()  # a warning: the size dropped
     assert told() == {"mail": ["ALERT backup_size_drop"], "slack": ["ALERT backup_size_drop"], "sms": []}
 
-    monkeypatch.setenv("SPPG_BACKUP_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/erp")
-    with pytest.raises(BackupError):
-        backup_database()
-    assert told() == {"mail": ["Backup FAILED"], "slack": ["Backup FAILED"], "sms": ["Backup FAILED"]}
-
-
-def test_a_key_in_use_too_long_is_a_warning_with_its_age_as_a_metric(
-    backup_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    backup_database()
-    assert "encryption_key_old" not in alert_names(check_backup_health())  # days old, not a year
-    monkeypatch.setenv("SPPG_BACKUP_KEY_MAX_AGE_DAYS", "0.000001")  # a tenth of a second
-    result = check_backup_health()
-    [old] = [a for a in result["alerts"] if a["name"] == "encryption_key_old"]
+    # The key has been in use longer than KEY_MAX_AGE_DAYS (here a tenth of a second): a warning too, its age a metric.
+    monkeypatch.setenv("SPPG_BACKUP_KEY_MAX_AGE_DAYS", "0.000001")
+    [old] = [a for a in check_backup_health()["alerts"] if a["name"] == "encryption_key_old"]
     assert "in use since" in old["summary"] and "rotates it yearly" in old["summary"]
+    assert told() == {"mail": ["ALERT encryption_key_old"], "slack": ["ALERT encryption_key_old"], "sms": []}
     ages = [
         s.value
         for f in text_string_to_metric_families(Path(backup_env["METRICS_FILE"]).read_text())
@@ -183,6 +173,12 @@ def test_a_key_in_use_too_long_is_a_warning_with_its_age_as_a_metric(
         if s.name == "backup_encryption_key_age_seconds"
     ]
     assert len(ages) == 1 and 0 < ages[0] < 3600
+    monkeypatch.delenv("SPPG_BACKUP_KEY_MAX_AGE_DAYS")
+
+    monkeypatch.setenv("SPPG_BACKUP_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/erp")
+    with pytest.raises(BackupError):
+        backup_database()
+    assert told() == {"mail": ["Backup FAILED"], "slack": ["Backup FAILED"], "sms": ["Backup FAILED"]}
 
 
 def test_status_cli_exit_codes(backup_env: dict[str, str], prefect_api: str) -> None:
