@@ -131,7 +131,8 @@ def rekey(
     """Re-encrypt every encrypted object of `storage` to `recipients`, one at a time (see the module's text)."""
     done = Rekeyed(storage.url)
     if not dry_run:  # what a killed run left on its way: the object it was for is still in place, whole
-        storage.abandoned_uploads(remove=True)
+        # only a rekey writes there, one at a time: an upload not holding its lock is a dead one's, however new
+        storage.abandoned_uploads(remove=True, prefix=TEMP, grace=0)
         for leftover in [o.key for o in storage.list(TEMP)]:
             storage.delete(leftover)
     objects = encrypted_objects(storage)

@@ -66,8 +66,9 @@ class Storage(Protocol):
         new one, never a mix), then `source` is gone; its recorded sha256 goes with it."""
         ...
 
-    def abandoned_uploads(self, remove: bool = False) -> tuple[str, ...]:
-        """What uploads of killed processes left behind (never a live upload's), removed with `remove`."""
+    def abandoned_uploads(self, remove: bool = False, prefix: str = "", grace: float = 10) -> tuple[str, ...]:
+        """What uploads of killed processes left behind under `prefix` (never a live upload's: one holding its
+        lock, or started less than `grace` seconds ago), removed with `remove`."""
         ...
 
     def describe(self, key: str) -> str:

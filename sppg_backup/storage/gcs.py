@@ -207,7 +207,7 @@ class GcsStorage:
     def link(self, source: Storage, key: str) -> ObjectInfo:
         raise PermanentError(f"cannot link {source.describe(key)} into {self.url}: a bucket has no hard links")
 
-    def abandoned_uploads(self, remove: bool = False) -> tuple[str, ...]:
+    def abandoned_uploads(self, remove: bool = False, prefix: str = "", grace: float = 10) -> tuple[str, ...]:
         return ()  # an unfinished resumable upload is never an object, and GCS expires it after a week
 
     def create(self, key: str, data: bytes) -> bool:

@@ -105,10 +105,10 @@ def _set_sha256(path: Path, digest: str) -> None:
         os.setxattr(path, SHA256_XATTR, digest.encode())
 
 
-def _held(path: Path) -> bool:
-    """Is a live process writing this temporary file (it holds its lock, or made it a moment ago)?"""
+def _held(path: Path, grace: float = 10) -> bool:
+    """Is a live process writing this temporary file (it holds its lock, or made it less than `grace` s ago)?"""
     try:
-        if time.time() - path.stat().st_mtime < 10:  # between its open and its lock
+        if time.time() - path.stat().st_mtime < grace:  # between its open and its lock
             return True
         with open(path, "rb") as probe:
             fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -211,15 +211,16 @@ class LocalStorage:
                     st = full.stat()
                     yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
-    def abandoned_uploads(self, remove: bool = False) -> tuple[str, ...]:
+    def abandoned_uploads(self, remove: bool = False, prefix: str = "", grace: float = 10) -> tuple[str, ...]:
         """Temporary files of uploads whose process is gone (killed mid-write), removed with `remove`."""
         found: tuple[str, ...] = ()
-        if not self.root.is_dir():
+        top = self.root / prefix if prefix else self.root
+        if not top.is_dir():
             return found
-        for dirpath, _, filenames in os.walk(self.root):
+        for dirpath, _, filenames in os.walk(top):
             for name in filenames:
                 path = Path(dirpath) / name
-                if PARTIAL_MARK not in name or _held(path):
+                if PARTIAL_MARK not in name or _held(path, grace):
                     continue
                 found += (str(path),)
                 if remove:
