@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/pytest "$@"
+# two workers, one test file each at a time (a file's module fixtures stay in one process)
+.venv/bin/pytest -n 2 --dist loadfile "$@"
