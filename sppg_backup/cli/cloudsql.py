@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sppg_backup.cli.common import Invocation, app, fail, out
+from sppg_backup.cli.common import Invocation, app, given_time, out
 from sppg_backup.display import shown_time
 
 cloudsql_app = typer.Typer(
@@ -60,17 +60,9 @@ def clone_command(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Clone the instance as it was at a point in time into a new one, and wait until Cloud SQL is done."""
-    from datetime import datetime
-
-    from sppg_backup.errors import ConfigError
-
     given: Invocation = ctx.obj
     settings = given.settings()
-    try:
-        moment = datetime.fromisoformat(point_in_time)
-    except ValueError:
-        fail(ConfigError(f"--point-in-time {point_in_time!r} is not a time like 2026-12-01T10:30:59"))
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=settings.zone)
+    moment = given_time(point_in_time, "--point-in-time", settings.zone)
     from sppg_backup.flows.cloudsql import cloudsql_clone
 
     result = given.run(cloudsql_clone, name=name, point_in_time=moment)

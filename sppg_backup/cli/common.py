@@ -127,6 +127,17 @@ def fail(exc: Exception) -> NoReturn:
     raise typer.Exit(2 if isinstance(exc, ConfigError) else 143 if isinstance(exc, Stopped) else 1) from None
 
 
+def given_time(value: str, option: str, zone: Any) -> Any:
+    """A time given on the command line (ISO 8601; without a zone, in TIMEZONE), or one error line and exit 2."""
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        fail(ConfigError(f"{option} {value!r} is not a time like 2026-12-01T10:30:59 or 2026-12-01 10:30:59+07:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
 def target_without_password(url: str | None) -> str | None:
     """A --target-url's password goes to the run through the environment (TARGET_PASSWORD), never into the run's
     parameters, which Prefect keeps and shows."""

@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from sppg_backup.cli.common import Invocation, app, backup_app, err, fail, out, restore_app
+from sppg_backup.cli.common import Invocation, app, backup_app, err, fail, given_time, out, restore_app
 from sppg_backup.display import human_size
 from sppg_backup.errors import BackupError, ConfigError, NotFoundError, TransientError
 from sppg_backup.settings import Settings
@@ -169,19 +169,11 @@ def restore_pitr_command(
     """Bring the database back to any second (the restore-pitr flow): base backup + WAL into a new data
     directory, recovered, promoted and checked, beside the running database, which is not touched; with
     --replace --yes, then in place of the database container's data."""
-    from datetime import datetime
-
     given: Invocation = ctx.obj
     settings = given.settings()
     if (to is None) == (not latest):
         fail(ConfigError("give one of --to TIME or --latest"))
-    moment = None
-    if to is not None:
-        try:
-            moment = datetime.fromisoformat(to)
-        except ValueError:
-            fail(ConfigError(f"--to {to!r} is not a time like 2026-12-01T10:30:59 or 2026-12-01 10:30:59+07:00"))
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=settings.zone)
+    moment = given_time(to, "--to", settings.zone) if to is not None else None
     from sppg_backup.flows.restore_pitr import restore_pitr
     from sppg_backup.physical.pitr import PitrRequest
 
