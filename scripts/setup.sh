@@ -15,6 +15,7 @@ command -v jq >/dev/null || need+=(jq)  # the README's by-hand snapshot restore 
 command -v chattr >/dev/null || need+=(e2fsprogs)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v dockerd >/dev/null || need+=(docker.io)
+command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || need+=(docker-compose)  # recover server
 [ -x /bin/busybox ] || need+=(busybox-static)
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the browser test (Playwright drives it; no browser download)
 if [ ${#need[@]} -gt 0 ]; then

@@ -79,20 +79,22 @@ def swap(settings: Settings, place: Place, incoming: Path, stamp: str) -> tuple[
 
 
 @task(name="wait-for-database", cache_policy=NO_CACHE, timeout_seconds=900)
-def wait_for_database(settings: Settings) -> None:
-    """The container's server accepts connections again and is out of recovery."""
+def wait_for_database(settings: Settings, maintenance: bool = False) -> None:
+    """The container's server accepts connections (on its `postgres` database with `maintenance`: a new server
+    has no ERP database yet) and is out of recovery."""
     deadline = time.monotonic() + settings.service_start_timeout_seconds
+    url = settings.database_url
     while True:
         try:
-            with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
+            with psycopg.connect(url, connect_timeout=5, dbname="postgres" if maintenance else None) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
                 if row is not None and not row[0]:
                     return
         except psycopg.Error as exc:
             if time.monotonic() > deadline:
-                raise TransientError(f"the database does not accept connections after the replace: {exc}") from None
+                raise TransientError(f"the database does not accept connections: {exc}") from None
         if time.monotonic() > deadline:
-            raise TransientError("the database is still in recovery after the replace")
+            raise TransientError("the database is still in recovery")
         time.sleep(0.5)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -20,10 +21,9 @@ import pytest
 from tests.helpers import free_port
 
 
-@pytest.fixture(scope="session")
-def gcs_emulator() -> Iterator[str]:
-    """A gcp-storage-emulator on loopback (with GCS's create-if-absent precondition); sets STORAGE_EMULATOR_HOST
-    for the session."""
+@contextlib.contextmanager
+def emulator() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A gcp-storage-emulator process on loopback (with GCS's create-if-absent precondition): its URL, itself."""
     port = free_port()
     emulator = [sys.executable, "-m", "tests.gcs_emulator", "start", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(
@@ -43,15 +43,24 @@ def gcs_emulator() -> Iterator[str]:
                 proc.kill()
                 raise RuntimeError("gcs emulator did not start") from None
             time.sleep(0.1)
-    old = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = url
-    yield url
-    if old is None:
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
-    else:
-        os.environ["STORAGE_EMULATOR_HOST"] = old
-    proc.terminate()
-    proc.wait(10)
+    try:
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """The session's GCS emulator; sets STORAGE_EMULATOR_HOST for the session."""
+    with emulator() as (url, _):
+        old = os.environ.get("STORAGE_EMULATOR_HOST")
+        os.environ["STORAGE_EMULATOR_HOST"] = url
+        yield url
+        if old is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = old
 
 
 @pytest.fixture

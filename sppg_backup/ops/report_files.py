@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sppg_backup.db.prune import PruneResult
@@ -10,6 +11,7 @@ from sppg_backup.display import human_size, shown_time
 from sppg_backup.files.restore import RestoredFiles
 from sppg_backup.files.retention import SnapshotPruneResult
 from sppg_backup.files.snapshots import Snapshot, SnapshotKind
+from sppg_backup.full.recover import CHECKLIST
 from sppg_backup.ops.report import Report
 
 NAMES = {"files": "Uploads", "config": "Configuration"}
@@ -175,4 +177,46 @@ def full_system(action: str, set_id: str, error: BaseException | None, detail: s
         summary=f"{what} failed: {error}" + (f"\n{detail}" if detail else ""),
         facts=(("set", set_id),),
         next_step=step,
+    )
+
+
+def recovery(plan: Any, result: dict[str, Any] | None, error: BaseException | None, zone: Any) -> Report:
+    """recover-server's outcome: what came back from when, the RTO and RPO, and the steps left to a person."""
+    if plan is None or result is None or error is not None:
+        where = f" of {plan.set_id}" if plan is not None else ""
+        return Report(
+            title=f"Server recovery FAILED{where}",
+            ok=False,
+            summary=f"Recovering the server{where} failed: {error}",
+            next_step="fix the cause above and run the same `sppg-backup recover server` again: what this try made "
+            "(its stack and volumes, the application folder) is removed first",
+        )
+    database = result["database"]
+    to = database.get("recovered_to")
+    shown = shown_time(datetime.fromisoformat(to), zone) if to else "the end of the WAL"
+    rpo = result.get("rpo_seconds")
+    config = plan.settings_file
+    checklist = "".join(f"- [ ] {line.format(config=config)}\n" for line in CHECKLIST)
+    left = "".join(
+        f"- [ ] Put back {path} by hand (outside APP_DIR: `sppg-backup restore config`).\n" for path in plan.config_left
+    )
+    return Report(
+        title=f"Server recovered from {plan.set_id}",
+        ok=True,
+        summary=f"This host runs the ERP again from full-system backup {plan.set_id}, its data as at {shown} "
+        f"(anything written after that is lost). Recovery took {result['rto_seconds']:.0f} s.",
+        facts=(
+            ("set", f"{plan.set_id}, taken {shown_time(plan.set_time, zone)}"),
+            ("database", plan.database),
+            ("recovered to", shown),
+            ("RTO", f"{result['rto_seconds']:.1f} s (from the start of this recovery to the health check)"),
+            ("RPO", f"{rpo:.0f} s before this recovery began" if rpo is not None else "unknown"),
+            ("application", plan.app_dir),
+            ("images", ", ".join(result["images"]) or "none"),
+            ("containers", ", ".join(result["containers"]) or "none"),
+            ("health", str(result["health"] or "HEALTH_URL not set: not checked")),
+            ("settings", config),
+        ),
+        next_step="the manual steps below: DNS, then the load balancer",
+        details=f"## Left to do by hand\n\n{checklist}{left}",
     )

@@ -181,17 +181,18 @@ def plan_wal(
     return WalPlan(histories, segments)
 
 
-def configure(data: Path, folder: Path, to: datetime | None, port: int) -> None:
-    """Recovery settings: WAL handed over from `folder` (physical/feed.py), stop at `to` (else at the end of the
-    WAL), then promote."""
+def configure(data: Path, folder: Path, to: datetime | None, port: int | None, seen_as: Path | None = None) -> None:
+    """Recovery settings: WAL handed over from `folder` (physical/feed.py; `seen_as` is its path as the server
+    sees it, in a container), stop at `to` (else at the end of the WAL), then promote. Without `port` the server
+    listens as it is told to (a container's own settings)."""
     lines = [
-        "restore_command = '" + feed.restore_command(folder).replace("'", "''") + "'",  # a conf string
+        "restore_command = '" + feed.restore_command(seen_as or folder).replace("'", "''") + "'",  # a conf string
         "recovery_target_action = 'promote'",
         "recovery_target_timeline = 'latest'",
         "archive_mode = 'off'",
-        f"port = {port}",
-        "listen_addresses = '127.0.0.1'",
     ]
+    if port is not None:
+        lines += [f"port = {port}", "listen_addresses = '127.0.0.1'"]
     if to is not None:
         lines.append(f"recovery_target_time = '{to.isoformat()}'")
     with open(data / "postgresql.auto.conf", "a") as conf:
@@ -222,16 +223,16 @@ def start(data: Path, folder: Path, bin_dir: Path, timeout: float, watch: Callab
         watch()
         said = log.read_text(errors="replace")
         if SHORT in said or "FATAL" in said and "PANIC" in said:
-            raise CheckFailed("pitr", _short(said))
+            raise CheckFailed("pitr", stopped_short(said))
         if "database system is ready to accept connections" in said:
             return log
         if not (data / "postmaster.pid").exists() and "FATAL" in said:
-            raise CheckFailed("pitr", _short(said))
+            raise CheckFailed("pitr", stopped_short(said))
         time.sleep(0.2)
     raise CheckFailed("pitr", f"the recovered server did not finish its recovery in {timeout:.0f} s; see {log}")
 
 
-def _short(said: str) -> str:
+def stopped_short(said: str) -> str:
     """Where the recovery got to, from the server's log, and what PostgreSQL said when it stopped short."""
     lines = [line.strip() for line in said.splitlines() if line.strip()]
     redo = [m.group(1) for m in (re.search(r"redo done at ([0-9A-F]+/[0-9A-F]+)", line) for line in lines) if m]

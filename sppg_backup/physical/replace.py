@@ -53,18 +53,7 @@ def find(client: Any, name: str) -> Place:
     if len(found) != 1:
         raise ConfigError(f"DB_CONTAINER {name} names {len(found)} containers: name the database's one container")
     service = found[0]
-    attrs = client.containers.get(service.container_id).attrs
-    env = dict(item.split("=", 1) for item in attrs.get("Config", {}).get("Env") or [] if "=" in item)
-    pgdata = PurePosixPath(env.get("PGDATA", DEFAULT_PGDATA))
-    mounts = [m for m in attrs.get("Mounts", []) if pgdata.is_relative_to(m.get("Destination", "/nowhere"))]
-    if not mounts:
-        raise ConfigError(
-            f"{service.container_name} keeps its data ({pgdata}) in no volume or bind mount: "
-            "it would be lost with the container, and cannot be replaced"
-        )
-    mount = max(mounts, key=lambda m: len(m["Destination"]))
-    inside = str(pgdata.relative_to(mount["Destination"]))
-    data = Path(mount["Source"]) / inside if inside != "." else Path(mount["Source"])
+    data, mount, inside = data_mount(client.containers.get(service.container_id).attrs, service.container_name)
     if not (data / "PG_VERSION").is_file():
         raise ConfigError(
             f"the data of {service.container_name} is at {data} on the Docker host, which this host cannot read: "
@@ -73,6 +62,21 @@ def find(client: Any, name: str) -> Place:
     stat = data.stat()
     volume = mount.get("Name") if mount.get("Type") == "volume" else None
     return Place(service, str(data), volume, "" if inside == "." else inside, stat.st_uid, stat.st_gid)
+
+
+def data_mount(attrs: dict[str, Any], name: str) -> tuple[Path, dict[str, Any], str]:
+    """Where a container's PGDATA is on the Docker host: the path, the mount holding it, PGDATA inside it."""
+    env = dict(item.split("=", 1) for item in attrs.get("Config", {}).get("Env") or [] if "=" in item)
+    pgdata = PurePosixPath(env.get("PGDATA", DEFAULT_PGDATA))
+    mounts = [m for m in attrs.get("Mounts", []) if pgdata.is_relative_to(m.get("Destination", "/nowhere"))]
+    if not mounts:
+        raise ConfigError(
+            f"{name} keeps its data ({pgdata}) in no volume or bind mount: "
+            "it would be lost with the container, and cannot be replaced"
+        )
+    mount = max(mounts, key=lambda m: len(m["Destination"]))
+    inside = str(pgdata.relative_to(mount["Destination"]))
+    return (Path(mount["Source"]) / inside if inside != "." else Path(mount["Source"])), mount, inside
 
 
 def _volume_data(client: Any, name: str, role: str) -> Path:
@@ -178,6 +182,10 @@ def tidy(data: Path, uid: int, gid: int) -> None:
         conf.write_text(text.split("\n" + MARK, 1)[0].rstrip("\n") + "\n")
     for stale in ("recovery.signal", "standby.signal", "postmaster.pid", "postmaster.opts"):
         (data / stale).unlink(missing_ok=True)
+    own(data, uid, gid)
+
+
+def own(data: Path, uid: int, gid: int) -> None:
     for item in [data, *data.rglob("*")]:
         os.chown(item, uid, gid, follow_symlinks=False)
     data.chmod(0o700)

@@ -50,6 +50,7 @@ def test_restore_deployments_have_forms_and_no_schedule() -> None:
         "flows/restore_files.py:restore_files",
         "flows/restore_files.py:restore_config",
         "flows/restore_full_system.py:restore_full_system",
+        "flows/recover_server.py:recover_server",
         "flows/restore_pitr.py:restore_pitr",
         "flows/cloudsql.py:cloudsql_backups",
         "flows/cloudsql.py:cloudsql_restore",
