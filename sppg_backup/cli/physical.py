@@ -52,6 +52,14 @@ def _storage(settings: Settings) -> Any:
     return open_storage(settings.storage_url, gcp_credentials(settings), settings.gcp_project)
 
 
+def _storage_and_replicas(settings: Settings) -> tuple[Any, tuple[Any, ...]]:
+    from sppg_backup.storage.destinations import open_destinations
+    from sppg_backup.tasks.credentials import gcp_credentials
+
+    dest = open_destinations(settings, gcp_credentials(settings))
+    return dest.storage, dest.replicas
+
+
 def _patiently(settings: Settings, call: Callable[[], T]) -> T:
     """A WAL command is called by PostgreSQL, not by a flow: it retries a transient error itself."""
     for attempt in range(settings.retries + 1):
@@ -76,11 +84,16 @@ def wal_push(
     if not path.is_file():
         fail(ConfigError(f"{path} is not a file"))
     recipients = given.run(settings.require_recipients)
+    storage, copies = given.run(_storage_and_replicas, settings)
     key, stored = given.run(
-        _patiently, settings, lambda: wal.push(_storage(settings), path, recipients, settings.compression_level)
+        _patiently, settings, lambda: wal.push(storage, path, recipients, settings.compression_level)
     )
     if given.verbose:
         err.print(f"{'archived' if stored else 'already archived'}: {key}", highlight=False)
+    from sppg_backup.ops.replicas import copy_new
+
+    for problem in copy_new(storage, copies, [key]):  # archived: a replica that failed is replicate-backups' to fix
+        err.print(f"warning: not copied to a replica yet: {problem}", highlight=False, soft_wrap=True)
 
 
 @wal_app.command("fetch")
@@ -119,7 +132,8 @@ def wal_stream(ctx: typer.Context) -> None:
     from sppg_backup.physical.receiver import Receiver
 
     recipients = given.run(settings.require_recipients)
-    receiver = Receiver(settings, given.run(_storage, settings), recipients)
+    storage, copies = given.run(_storage_and_replicas, settings)
+    receiver = Receiver(settings, storage, recipients, replicas=copies)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

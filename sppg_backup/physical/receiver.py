@@ -24,7 +24,7 @@ from typing import Any
 from sppg_backup import keys
 from sppg_backup.db import postgres
 from sppg_backup.errors import BackupError, NotFoundError, PermanentError
-from sppg_backup.ops import metrics
+from sppg_backup.ops import metrics, replicas
 from sppg_backup.physical import wal
 from sppg_backup.physical.base import refused
 from sppg_backup.settings import Settings
@@ -65,6 +65,7 @@ class Receiver:
     storage: Storage
     recipients: list[str]
     partial_sent: dict[str, str] | None = None  # name -> sha256 of the partial segment last uploaded
+    replicas: tuple[Storage, ...] = ()  # each upload is copied there too (REPLICA_URLS)
 
     @property
     def spool(self) -> Path:
@@ -104,18 +105,18 @@ class Receiver:
         threading.Thread(target=_relay, args=(child,), daemon=True).start()
         return child
 
-    def upload_finished(self) -> list[str]:
+    def upload_finished(self) -> dict[str, str]:
         """Push every WAL file pg_receivewal has finished (complete segments, timeline histories), then drop it
-        from the spool, and its partial upload from storage. The names pushed."""
-        pushed = []
+        from the spool, and its partial upload from storage. The names pushed, and their keys."""
+        pushed = {}
         for path in sorted(self.spool.iterdir()):
             if not wal.NAME.match(path.name):
                 continue
-            wal.push(self.storage, path, self.recipients, self.settings.compression_level)
+            key, _ = wal.push(self.storage, path, self.recipients, self.settings.compression_level)
             with contextlib.suppress(NotFoundError):
                 self.storage.delete(keys.wal_partial(path.name, bool(self.recipients)))
             path.unlink()
-            pushed.append(path.name)
+            pushed[path.name] = key
         return pushed
 
     def upload_partial(self) -> str | None:
@@ -177,6 +178,9 @@ class Receiver:
         if names or partial:
             now = {"backup_wal_last_archived_timestamp": time.time(), "backup_wal_archive_lag_seconds": 0}
             metrics.record({"kind": "wal"}, now, self.settings.metrics_file, self.settings.pushgateway_url)
+        stored = [*names.values(), *([keys.wal_partial(partial, bool(self.recipients))] if partial else [])]
+        for problem in replicas.copy_new(self.storage, self.replicas, stored):
+            log.warning("WAL not copied to a replica yet (replicate-backups will): %s", problem)
         for name in [*names, *([partial + PARTIAL] if partial else [])]:
             if on_upload is not None:
                 on_upload(name)
