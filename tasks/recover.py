@@ -44,6 +44,7 @@ def make_plan(given: Settings, request: RecoverRequest) -> tuple[FullSet, Settin
     if storage.folder is not None and not storage.folder.is_dir():
         raise ConfigError(f"storage directory {storage.folder} does not exist; check --storage")
     full, passed = recover.choose_complete(storage, request.set_id)
+    check_key(storage, full, Path(request.identity_file))
     values = recover.host_values(full, given, request)
     try:
         settings = Settings(**values)
@@ -55,12 +56,10 @@ def make_plan(given: Settings, request: RecoverRequest) -> tuple[FullSet, Settin
     if not rerun:
         check_free()
     inside, left = recover.config_inside(settings.config_paths, app_dir)
-    compose_file = compose.find_file(inside, app_dir, None)
-    database, use_pitr = database_plan(settings, storage, full, request)
-    service = None
+    compose_file = compose.find_file(inside, app_dir)
     if compose_file is not None:
-        # the Compose file comes with the application: its services are known only after it is restored
-        service = settings.db_container
+        compose.tool()  # installed, before anything is written
+    database, use_pitr = database_plan(settings, storage, full, request)
     plan = Plan(
         set_id=full.id,
         set_time=full.created_at,
@@ -69,7 +68,7 @@ def make_plan(given: Settings, request: RecoverRequest) -> tuple[FullSet, Settin
         config_left=left,
         images=full.images,
         compose_file=str(compose_file) if compose_file else None,
-        database_service=service,
+        database_service=settings.db_container if compose_file else None,  # else known once the file is back
         database=database,
         pitr=use_pitr,
         health_url=settings.health_url,
@@ -83,6 +82,21 @@ def make_plan(given: Settings, request: RecoverRequest) -> tuple[FullSet, Settin
     if not request.dry_run and not request.confirm:
         raise CheckFailed("confirmation", f"recovering {full.id} onto this host needs --yes (confirm=true)")
     return full, settings, plan
+
+
+def check_key(storage: Any, full: FullSet, identity_file: Path) -> None:
+    """The key opens the set (its database backup's recipients), before anything is written."""
+    from sppg_backup.db.catalog import read_manifest
+    from sppg_backup.stream import crypto
+
+    database = read_manifest(storage, "db", full.part("database")[0].ref or "")
+    ours = {str(key.to_public()) for key in crypto.load_identities(identity_file)}
+    if database.recipients and not ours & set(database.recipients):
+        raise ConfigError(
+            f"--identity {identity_file}: its key ({', '.join(sorted(ours))[:24]}...) is not one {full.id} was "
+            f"encrypted to ({', '.join(database.recipients)[:24]}...); give the matching private key (after a key "
+            "rotation, the new one)"
+        )
 
 
 def database_plan(settings: Settings, storage: Any, full: FullSet, request: RecoverRequest) -> tuple[str, bool]:

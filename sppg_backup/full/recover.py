@@ -80,9 +80,18 @@ def host_values(full: FullSet, given: Settings, request: RecoverRequest) -> dict
     values["storage_url"] = request.storage_url or given.storage_url
     values["age_identity_file"] = request.identity_file or given.age_identity_file
     values["replica_urls"] = [url for url in values.get("replica_urls", []) if url != values["storage_url"]]
-    if request.app_dir:
+    if request.app_dir and full.app_dir and request.app_dir != full.app_dir:
+        values["app_dir"] = request.app_dir  # and what was inside the old one is inside the new one
+        values["config_paths"] = [_moved(p, full.app_dir, request.app_dir) for p in values.get("config_paths", [])]
+        if values.get("uploads_dir"):
+            values["uploads_dir"] = _moved(str(values["uploads_dir"]), full.app_dir, request.app_dir)
+    elif request.app_dir:
         values["app_dir"] = request.app_dir
     return values
+
+
+def _moved(path: str, old: str, new: str) -> str:
+    return str(Path(new) / Path(path).relative_to(old)) if Path(path).is_relative_to(old) else path
 
 
 def check_app_dir(app_dir: Path | None, recorded: str | None, rerun: bool = False) -> Path:

@@ -16,10 +16,8 @@ from sppg_backup.errors import CheckFailed, ConfigError
 NAMES = ("docker-compose.prod.yml", "docker-compose.yml", "docker-compose.yaml", "compose.yaml", "compose.yml")
 
 
-def find_file(config_paths: list[str], app_dir: Path | None, named: Path | None) -> Path | None:
-    """The Compose file: COMPOSE_FILE, else a docker-compose*.yml among CONFIG_PATHS, else one in APP_DIR."""
-    if named is not None:
-        return named
+def find_file(config_paths: list[str], app_dir: Path | None) -> Path | None:
+    """The Compose file: a docker-compose*.yml among CONFIG_PATHS, else one in APP_DIR."""
     for raw in config_paths:
         path = Path(raw)
         if path.name.startswith(("docker-compose", "compose")) and path.suffix in (".yml", ".yaml"):

@@ -155,13 +155,13 @@ def rekey(
             continue
         done.rewritten.append(key)
         audit("rekey", key, {"location": storage.describe(key)})
-    done.manifests += _snapshot_recipients(storage, recipients)
+    done.manifests += _recorded_recipients(storage, recipients)
     return done
 
 
-def _snapshot_recipients(storage: Storage, recipients: list[str]) -> int:
-    """File and config snapshots name their recipients; their blobs and index are named by their plain content,
-    so nothing else in them changes."""
+def _recorded_recipients(storage: Storage, recipients: list[str]) -> int:
+    """File and config snapshots name their recipients (their blobs and index are named by their plain content,
+    so nothing else in them changes), and so do the settings a full-system set records."""
     written = 0
     for kind in ("files", "config"):
         for snapshot in list_snapshots(storage, kind).snapshots:  # type: ignore[arg-type]
@@ -169,6 +169,13 @@ def _snapshot_recipients(storage: Storage, recipients: list[str]) -> int:
                 updated = snapshot.model_copy(update={"recipients": recipients})
                 put_bytes(storage, keys.manifest(kind, snapshot.id), updated.model_dump_json(indent=2).encode())
                 written += 1
+    # A full-system set's recorded settings name them too: a server recovered from it encrypts to the new keys.
+    for full in list_sets(storage)[0]:
+        if full.taken_with.get("age_recipients") not in (None, recipients):
+            taken = {**full.taken_with, "age_recipients": recipients}
+            updated_set = full.model_copy(update={"taken_with": taken})
+            put_bytes(storage, keys.full_manifest(full.id), updated_set.model_dump_json(indent=2).encode())
+            written += 1
     return written
 
 

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyrage
 import pytest
 
 from sppg_backup.sandbox.clusters import default_bin_dir, free_port
+from sppg_backup.stream.crypto import generate_key_file, load_identities
 from tests.conftest import DockerEngine, emulator
 from tests.helpers import cli, error_lines, file_tree
 from tests.integration.test_wal_receiver import INTERVAL, receiver
@@ -182,6 +184,8 @@ def disaster(
         from sppg_backup.storage.gcs import make_client
 
         make_client().create_bucket("erp-sppg-backups")
+        key_b = tmp_path_factory.mktemp("key-b") / "key.txt"
+        new_key = (key_b, generate_key_file(key_b))
         replica = tmp_path_factory.mktemp("dr-region") / "replica"
         engine = DockerEngine(with_image=False)
         env: dict[str, str] = {}
@@ -223,9 +227,11 @@ def disaster(
             finally:
                 streaming.send_signal(signal.SIGTERM)
                 streaming.wait(30)
-            copied = cli("replicate", "--json", api=api)
-            assert copied.returncode == 0, copied.stderr
-            set_id = json.loads(made.stdout)["id"]
+            # The yearly key rotation, after it all: from now on only key B opens the base backup, the WAL, the
+            # set's parts, its dump and its configuration, in the bucket and on the replica.
+            rotated = cli("rekey", "--recipients", new_key[1], "--yes", "--verify-identity", str(new_key[0]), api=api)
+            assert rotated.returncode == 0, rotated.stderr
+            set_id = json.loads(made.stdout)["id"]  # nothing ran `replicate`: each backup and WAL upload copied itself
         finally:
             for container in engine.client.containers.list(all=True):
                 container.remove(force=True)  # the disaster: the engine, its containers and volumes are gone
@@ -244,7 +250,9 @@ def disaster(
             "moment": moment.isoformat(),
             "set_id": set_id,
             "replica": replica.as_uri(),
-            "key": age_key[0],
+            "key": new_key[0],
+            "old_key": age_key[0],
+            "new_public": new_key[1],
             "gcs": gcs,
             "gcs_process": gcs_process,
             "root": root,
@@ -284,6 +292,10 @@ def test_a_new_host_comes_back_from_the_bucket_and_the_key_to_the_second_before(
     disaster: dict[str, Any], new_host: dict[str, Any]
 ) -> None:
     bucket, engine = "gs://erp-sppg-backups/backups", new_host["engine"]
+    wrong = recover(new_host, bucket, disaster["old_key"], "--yes")  # the key from before the rotation
+    assert wrong.returncode == 2
+    [line] = error_lines(wrong.stderr)
+    assert "--identity" in line and disaster["set_id"] in line and "matching private key" in line
     planned = recover(new_host, bucket, disaster["key"], "--dry-run", "--json")
     assert planned.returncode == 0, planned.stderr
     plan = json.loads(planned.stdout)
@@ -308,15 +320,40 @@ def test_a_new_host_comes_back_from_the_bucket_and_the_key_to_the_second_before(
         assert answer.read() == b"ok\n"
     assert result["health"] == 200 and result["database"]["base_backup_id"]
     assert result["rto_seconds"] > 0 and result["rpo_seconds"] > 0
+    told = report(disaster["set_id"])
+    assert told.startswith(f"# Server recovered from {disaster['set_id']}")
+    assert "| RTO |" in told and "| RPO |" in told and "| recovered to |" in told
+    assert "- [ ] Point the DNS name" in told and "- [ ] Put this server in the load balancer" in told
     data = engine.client.volumes.list()[0].attrs["Mountpoint"]
     assert not (Path(data) / ".sppg-recovery-wal").exists()
     assert "sppg-backup" not in (Path(data) / "postgresql.auto.conf").read_text()
     config = new_host["config"]
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert disaster["new_public"] in config.read_text()  # new backups from here on go to the rotated key
     listed = cli("--config", str(config), "list", "--kind", "full", "--json", api=new_host["api"])
     assert listed.returncode == 0 and json.loads(listed.stdout)[0]["id"] == disaster["set_id"]
     again = recover(new_host, bucket, disaster["key"], "--yes")
     assert again.returncode == 2 and "recovered onto this host already" in error_lines(again.stderr)[0]
+
+
+def report(set_id: str) -> str:
+    """The newest recover-server report (the run's markdown artifact in the Prefect UI) about `set_id`."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async def latest() -> list[str]:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["recover-server"])),
+                sort=ArtifactSort.CREATED_DESC,
+                limit=10,
+            )
+            return [str(a.data) for a in found if set_id in str(a.data)]
+
+    return asyncio.run(latest())[0]
 
 
 def made_on(engine: DockerEngine) -> set[str]:
@@ -328,22 +365,32 @@ def made_on(engine: DockerEngine) -> set[str]:
 def test_from_the_dr_replica_with_the_bucket_gone(disaster: dict[str, Any], new_host: dict[str, Any]) -> None:
     disaster["gcs_process"].terminate()  # the bucket's region is gone
     disaster["gcs_process"].wait(10)
+    # after the rotation the old key opens nothing on the replica: base backup, WAL, dump, set parts, config
+    old_key = load_identities(disaster["old_key"])
+    encrypted = sorted(Path(disaster["replica"].removeprefix("file://")).rglob("*.age"))
+    kinds = {path.relative_to(disaster["replica"].removeprefix("file://")).parts[0] for path in encrypted}
+    assert {"base", "wal", "db", "full", "config"} <= kinds
+    for path in encrypted:
+        with pytest.raises(pyrage.DecryptError):
+            pyrage.decrypt(path.read_bytes(), old_key)
     # This host's own setting wins over the set's: a health URL nothing answers, so the first try fails at the end.
     nobody = {"SPPG_BACKUP_HEALTH_URL": f"http://127.0.0.1:{free_port()}/", "SPPG_BACKUP_HEALTH_TIMEOUT_SECONDS": "2"}
     failed = recover(new_host, disaster["replica"], disaster["key"], "--from-dump", "--yes", env=nobody)
     assert failed.returncode == 1
     [line] = error_lines(failed.stderr)
     assert "health" in line and nobody["SPPG_BACKUP_HEALTH_URL"] in line
+    assert len(rows(disaster["url"])) == 2000  # the set's dump: what was there when the set was taken
     engine = new_host["engine"]
     first_try = made_on(engine)
     assert len(first_try) == 3  # the stack it started, and the database's volume
-    # Run again: what the failed try made (its stack, its volume, the application folder) goes first.
-    done = recover(new_host, disaster["replica"], disaster["key"], "--from-dump", "--yes", "--json")
+    # Run again, to the newest WAL on the replica: what the failed try made goes first.
+    done = recover(new_host, disaster["replica"], disaster["key"], "--yes", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert file_tree(disaster["app"]) == disaster["before"]
-    assert len(rows(disaster["url"])) == 2000  # the set's dump: what was there when the set was taken
-    assert result["database"]["dump"] and result["health"] == 200
+    # every commit: the receiver copied each WAL upload to the replica as it went
+    assert rows(disaster["url"])[-2:] == [(2001, "after the full backup"), (2002, "after the moment")]
+    assert result["database"]["base_backup_id"] and result["health"] == 200
     made = [c.labels["com.docker.compose.service"] for c in engine.client.containers.list(all=True)]
     assert sorted(made) == ["backend-1", "db"] and len(engine.client.volumes.list()) == 1
     assert not made_on(engine) & first_try  # made again, not the failed try's

@@ -79,12 +79,12 @@ def test_the_database_service_is_db_container_or_the_one_postgres_image(tmp_path
 
 
 def test_the_compose_file_is_found_among_the_config_paths_or_in_app_dir(tmp_path: Path) -> None:
-    assert find_file(["/opt/erp/.env", "/opt/erp/docker-compose.prod.yml"], None, None) == Path(
+    assert find_file(["/opt/erp/.env", "/opt/erp/docker-compose.prod.yml"], None) == Path(
         "/opt/erp/docker-compose.prod.yml"
     )
     (tmp_path / "compose.yaml").write_text("services: {}\n")
-    assert find_file(["/opt/erp/.env"], tmp_path, None) == tmp_path / "compose.yaml"
-    assert find_file([], None, None) is None
+    assert find_file(["/opt/erp/.env"], tmp_path) == tmp_path / "compose.yaml"
+    assert find_file([], None) is None
 
 
 def test_the_recovered_to_time_is_read_from_the_servers_log() -> None:
@@ -95,3 +95,33 @@ def test_the_recovered_to_time_is_read_from_the_servers_log() -> None:
     )
     assert recovered_to(said) == datetime(2026, 12, 4, 20, 58, 20, 830979, tzinfo=UTC)
     assert recovered_to("LOG:  database system is ready to accept connections\n") is None
+
+
+def test_with_another_app_dir_what_was_inside_the_old_one_is_inside_the_new_one() -> None:
+    from sppg_backup.full.system import FullSet
+    from sppg_backup.settings import Settings
+
+    taken = {
+        "app_dir": "/opt/erp-sppg",
+        "config_paths": ["/opt/erp-sppg/docker-compose.prod.yml", "/etc/erp/extra.conf"],
+        "uploads_dir": "/opt/erp-sppg/uploads",
+        "replica_urls": ["gs://dr/backups", "gs://other/backups"],
+    }
+    full = FullSet.model_validate(
+        {
+            "id": "s",
+            "created_at": datetime.now(UTC),
+            "finished_at": datetime.now(UTC),
+            "duration_seconds": 1,
+            "app_dir": "/opt/erp-sppg",
+            "images": [],
+            "parts": [],
+            "encryption": "age",
+            "taken_with": taken,
+        }
+    )
+    request = recover.RecoverRequest(storage_url="gs://dr/backups", identity_file="/k", app_dir="/srv/erp")
+    values = recover.host_values(full, Settings(), request)
+    assert values["app_dir"] == "/srv/erp" and values["uploads_dir"] == "/srv/erp/uploads"
+    assert values["config_paths"] == ["/srv/erp/docker-compose.prod.yml", "/etc/erp/extra.conf"]
+    assert values["storage_url"] == "gs://dr/backups" and values["replica_urls"] == ["gs://other/backups"]
