@@ -16,6 +16,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -307,6 +308,16 @@ def test_a_new_host_comes_back_from_the_bucket_and_the_key_to_the_second_before(
     refused = recover(new_host, bucket, disaster["key"])
     assert refused.returncode == 1 and "--yes" in error_lines(refused.stderr)[0]
 
+    # kill -9 once the database's container is made (its volume being filled), then run again: it cleans and goes
+    args = ["recover", "server", "--storage", bucket, "--identity", str(disaster["key"]), "--to", disaster["moment"]]
+    args += ["--write-config", str(new_host["config"]), "--yes", "--json"]
+    env = {**os.environ, "PREFECT_API_URL": new_host["api"]}
+    killed = subprocess.Popen([sys.executable, "-m", "sppg_backup", *args], env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not engine.client.containers.list(all=True) and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.kill()
+    assert killed.wait() == -signal.SIGKILL and engine.client.containers.list(all=True)
     done = recover(new_host, bucket, disaster["key"], "--to", disaster["moment"], "--yes", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
