@@ -28,18 +28,19 @@ from sppg_backup.tasks.verify import identities_for
 
 
 @task(name="read-catalog", cache_policy=NO_CACHE, timeout_seconds=600)
-def make_plan(given: Settings, request: RecoverRequest) -> tuple[FullSet, Settings, Plan]:
+def make_plan(given: Settings, request: RecoverRequest) -> tuple[FullSet, Settings, Plan, dict[str, Any]]:
     """0. The newest complete full-system backup in storage (or the one named), the settings it was taken with,
-    and where everything goes; refused on a host that already has the application."""
+    and where everything goes (and what an unfinished try of it brought back); refused on a host that already has
+    the application."""
     if not request.storage_url:
         raise ConfigError("give the storage to recover from: --storage gs://bucket/prefix (or the DR replica)")
     if not request.identity_file or not Path(request.identity_file).is_file():
         raise ConfigError(f"give the age private key file with --identity (got {request.identity_file or 'none'})")
     credentials = None
     if request.storage_url.startswith("gs://"):
-        from sppg_backup.tasks.credentials import gcp_credentials
+        from sppg_backup.tasks.credentials import google_credentials
 
-        credentials = gcp_credentials(given)
+        credentials = google_credentials(given)
     storage = open_storage(request.storage_url, credentials, given.gcp_project)
     if storage.folder is not None and not storage.folder.is_dir():
         raise ConfigError(f"storage directory {storage.folder} does not exist; check --storage")
@@ -51,15 +52,23 @@ def make_plan(given: Settings, request: RecoverRequest) -> tuple[FullSet, Settin
     except ValueError as exc:
         raise ConfigError(f"the settings of {full.id} do not load here: {str(exc).splitlines()[0]}") from None
     settings_file = Path(request.write_config or recover.DEFAULT_CONFIG).resolve()
-    rerun = recover.earlier_try(settings_file, full.id)
-    app_dir = recover.check_app_dir(settings.app_dir, full.app_dir, rerun)
-    if not rerun:
+    app_dir = recover.check_app_dir(settings.app_dir, full.app_dir, earlier=True)  # the folder's name first
+    earlier = recover.earlier_try(settings_file, full.id, app_dir)
+    app_dir = recover.check_app_dir(settings.app_dir, full.app_dir, earlier is not None)
+    if earlier is None:
         check_free()
     inside, left = recover.config_inside(settings.config_paths, app_dir)
-    compose_file = compose.find_file(inside, app_dir)
+    compose_file = compose.find_file(inside)
     if compose_file is not None:
         compose.tool()  # installed, before anything is written
     database, use_pitr = database_plan(settings, storage, full, request)
+    if earlier is not None and earlier.stage == "database" and earlier.database.get("plan") != database:
+        earlier = recover.Earlier("started", {})  # that try brought back another database: this one starts over
+    if use_pitr and compose_file is None:
+        raise ConfigError(
+            "point-in-time recovery runs in the database's container, and CONFIG_PATHS names no Compose file inside "
+            "APP_DIR: recover with --from-dump (the dump goes to DATABASE_URL)"
+        )
     plan = Plan(
         set_id=full.id,
         set_time=full.created_at,
@@ -74,14 +83,14 @@ def make_plan(given: Settings, request: RecoverRequest) -> tuple[FullSet, Settin
         health_url=settings.health_url,
         settings_file=str(settings_file),
         passed_over=passed,
-        rerun=rerun,
+        earlier=earlier.stage if earlier else None,
     )
     log = get_run_logger()
     for line in plan.lines():
         log.info("plan: %s", line)
     if not request.dry_run and not request.confirm:
         raise CheckFailed("confirmation", f"recovering {full.id} onto this host needs --yes (confirm=true)")
-    return full, settings, plan
+    return full, settings, plan, earlier.database if earlier else {}
 
 
 def check_key(storage: Any, full: FullSet, identity_file: Path) -> None:
@@ -138,32 +147,41 @@ def restore_config(settings: Settings, full: FullSet, plan: Plan) -> int:
 
 @task(name="begin", cache_policy=NO_CACHE, timeout_seconds=900)
 def begin(settings: Settings, plan: Plan) -> None:
-    """The settings file marked "in progress" first, so that a rerun after a kill knows what it made; what an
-    earlier try of this recovery made (its stack with its volumes, its application files) goes."""
-    if plan.rerun and plan.compose_file and Path(plan.compose_file).is_file():
-        with contextlib.suppress(BackupError):
-            compose.run(compose.Stack.read(Path(plan.compose_file)), "down", "-v", "--remove-orphans")
-    if plan.rerun:
+    """The settings file marked "started" first, so that a rerun after a kill knows what it made; what an earlier
+    try of this recovery made (its stack with its volumes, then its application files) goes."""
+    if plan.earlier == "started":
+        if plan.compose_file and Path(plan.compose_file).is_file():
+            try:
+                compose.run(compose.Stack.read(Path(plan.compose_file)), "down", "-v", "--remove-orphans")
+            except BackupError as exc:
+                raise CheckFailed(
+                    "cleanup",
+                    f"the earlier try's stack cannot be removed ({exc}); remove it by hand "
+                    f"(docker compose -f {plan.compose_file} down -v) and run again",
+                ) from None
         pitr.remove(Path(plan.app_dir), created=False)
         get_run_logger().info("removed what an earlier try of this recovery made")
-    _write(settings, plan, settings.database_url, done=False)
+    _write(settings, plan, settings.database_url, "started")
 
 
-def _write(settings: Settings, plan: Plan, database_url: str, done: bool) -> Settings:
-    values = {name: getattr(settings, name) for name in settings.model_fields_set | {"storage_url"}}
+def _write(
+    settings: Settings, plan: Plan, database_url: str, stage: str, database: dict[str, Any] | None = None
+) -> Settings:
+    values = {name: getattr(settings, name) for name in settings.model_fields_set | {"storage_url", "app_dir"}}
     values["database_url"] = database_url
     path = Path(plan.settings_file)
-    recover.write_config(path, values, plan.set_id, done)
+    recover.write_config(path, values, plan.set_id, stage, database)
     return load_settings(path)
 
 
 @task(name="write-settings", cache_policy=NO_CACHE, timeout_seconds=120)
-def write_settings(settings: Settings, plan: Plan, done: bool = False) -> Settings:
-    """This host's settings file: the set's settings, the database password from the restored .env."""
+def write_settings(settings: Settings, plan: Plan, stage: str, database: dict[str, Any] | None = None) -> Settings:
+    """This host's settings file: the set's settings, the database password from the restored .env, and how
+    far the recovery got."""
     compose_file = Path(plan.compose_file) if plan.compose_file else None
     env_file = compose_file.parent / ".env" if compose_file else Path(plan.app_dir) / ".env"
-    written = _write(settings, plan, recover.with_password(settings.database_url, env_file), done)
-    get_run_logger().info("settings of %s written to %s", plan.set_id, plan.settings_file)
+    written = _write(settings, plan, recover.with_password(settings.database_url, env_file), stage, database)
+    get_run_logger().info("settings of %s written to %s (%s)", plan.set_id, plan.settings_file, stage)
     return written
 
 
@@ -190,7 +208,7 @@ def database_service(settings: Settings, plan: Plan, start: bool) -> str | None:
     return service
 
 
-@task(name="recover-in-container", cache_policy=NO_CACHE, timeout_seconds=6 * 3600)
+@task(name="recover-in-container", cache_policy=NO_CACHE)  # DUMP_TIMEOUT_SECONDS bounds the wait
 def recover_in_container(settings: Settings, plan: Plan, service: str, to: datetime | None) -> dict[str, Any]:
     """5. The base backup into the database container's empty volume, its WAL beside the data, the container's
     own server recovering to `to` (else the newest WAL) and promoted; then its recovery settings removed."""
@@ -219,6 +237,8 @@ def recover_in_container(settings: Settings, plan: Plan, service: str, to: datet
         pitr.configure(volume.data, volume.folder, to, None, volume.folder_inside)
         replace.own(volume.data, volume.uid, volume.gid)
         since = int(time.time()) - 1
+        policy = container.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}
+        container.update(restart_policy={"Name": "no"})  # a server that fails its recovery is not started again
         with feed.Feed(storage, wal_plan.segments, keys, volume.folder, volume.owner) as feeding:
             container.start()
             try:
@@ -228,6 +248,7 @@ def recover_in_container(settings: Settings, plan: Plan, service: str, to: datet
                 raise
         container.stop(timeout=settings.service_stop_timeout_seconds)
         in_container.finish(volume)
+        container.update(restart_policy=policy)
     except BaseException:
         with contextlib.suppress(Exception):
             container.stop(timeout=settings.service_stop_timeout_seconds)

@@ -3,6 +3,7 @@ settings it was taken with, where each part goes, and the checks that this host 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +13,7 @@ from typing import Any
 import toml
 from pydantic import BaseModel, ConfigDict, Field
 
-from sppg_backup.errors import BackupError, ConfigError, NotFoundError
+from sppg_backup.errors import BackupError, CheckFailed, ConfigError, NotFoundError
 from sppg_backup.forms import Text, WibTime
 from sppg_backup.full.system import FullSet, check_parts, choose, list_sets
 from sppg_backup.settings import Settings
@@ -20,10 +21,16 @@ from sppg_backup.storage import Storage
 
 DEFAULT_CONFIG = "/etc/sppg-backup/config.toml"
 MARK = "# written by `sppg-backup recover server` from full-system backup "
-IN_PROGRESS, DONE = "# recovery: in progress", "# recovery: done"
-# Folders a set's recorded APP_DIR must never be: storage is not trusted to say where files go.
-SYSTEM = {"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run", "/sbin"}
-SYSTEM |= {"/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib"}
+STAGE = "# recovery: {stage} into {app_dir}"  # started, database (done up to the database), done
+# Where APP_DIR may never be (storage is not trusted to say where files go): these folders or anything below them,
+# fmt: off
+SYSTEM_TREES = tuple(Path(p) for p in (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run", "/sbin", "/sys",
+    "/usr", "/var/spool", "/var/lib/docker", "/var/lib/sppg-backup", "/var/lib/postgresql",
+))
+# and these folders themselves.
+SYSTEM = {Path(p) for p in ("/", "/home", "/opt", "/srv", "/tmp", "/var", "/var/lib", "/mnt", "/media", "/data")}
+# fmt: on
 CHECKLIST = (
     "Point the DNS name of the ERP to this server's address (the guide's step 4), and lower its TTL until the old "
     "server is certainly gone.",
@@ -55,13 +62,13 @@ def choose_complete(storage: Storage, set_id: str | None) -> tuple[FullSet, list
     """The set named, else the newest whose every part is in storage; the newer ones passed over, and why."""
     if set_id:
         full = choose(storage, set_id)
-        check_parts(storage, full)
+        whole(storage, full)
         return full, []
     sets, unreadable = list_sets(storage)
     passed = [f"{key}: {why}" for key, why in unreadable]
     for full in reversed(sets):
         try:
-            check_parts(storage, full)
+            whole(storage, full)
         except BackupError as exc:
             passed.append(f"{full.id}: {exc}")
             continue
@@ -71,22 +78,50 @@ def choose_complete(storage: Storage, set_id: str | None) -> tuple[FullSet, list
     raise NotFoundError(f"no complete full-system backup in {storage.url}: {'; '.join(passed)}")
 
 
+# What a set's recorded settings may bring to a new host: what describes the system and its policies. Where this
+# host keeps its own files (state, scratch, local copies, WAL spool, audit, metrics), which programs it runs
+# (PG_BIN_DIR, DRILL_TEST_COMMAND), its credentials and other endpoints come from the host or the defaults:
+# storage is not trusted to say what runs here or which folders are cleaned.
+# fmt: off
+FROM_THE_SET = frozenset((
+    "database_url", "replica_urls", "replica_max_lag_hours", "local_retention_days", "cloud_retention_days",
+    "compression", "compression_level", "encryption", "services", "db_container", "service_stop_timeout_seconds",
+    "service_start_timeout_seconds", "age_recipients", "key_max_age_days", "timezone", "retries",
+    "retry_delay_seconds", "lock_wait_timeout_seconds", "dump_timeout_seconds", "gcp_project", "cloudsql_instance",
+    "cloudsql_timeout_seconds", "cloudsql_poll_seconds", "min_backup_size", "restore_jobs", "drill_checks",
+    "max_backup_age_hours", "size_drop_ratio", "storage_alert_ratio", "bucket_quota_bytes", "uploads_dir",
+    "config_paths", "app_dir", "docker_images", "health_url", "health_timeout_seconds", "files_retention_days",
+    "files_keep_versions", "scheduled_flows", "pitr", "replication_slot", "wal_upload_interval_seconds",
+    "wal_stall_minutes", "slot_max_retained_bytes", "base_max_age_days",
+))
+# fmt: on
+
+
+def whole(storage: Storage, full: FullSet) -> None:
+    """A set a server can come back from: a database backup and the application files, every part in storage."""
+    lacking = [kind for kind in ("database", "application") if not any(p.ref or p.key for p in full.part(kind))]
+    if lacking:
+        raise CheckFailed("parts", f"full-system backup {full.id} has no {' and no '.join(lacking)} part")
+    check_parts(storage, full)
+
+
 def host_values(full: FullSet, given: Settings, request: RecoverRequest) -> dict[str, Any]:
-    """The settings for this host: the set's, then what this host sets itself (environment, config file), then
-    the storage and key of this recovery."""
+    """The settings for this host: the set's (FROM_THE_SET only), then what this host sets itself (environment,
+    config file), then the storage, key and folder of this recovery."""
     known = set(Settings.model_fields)
-    values = {name: value for name, value in full.taken_with.items() if name in known}
+    values = {name: value for name, value in full.taken_with.items() if name in FROM_THE_SET & known}
     values |= {name: getattr(given, name) for name in given.model_fields_set if name in known}
     values["storage_url"] = request.storage_url or given.storage_url
     values["age_identity_file"] = request.identity_file or given.age_identity_file
     values["replica_urls"] = [url for url in values.get("replica_urls", []) if url != values["storage_url"]]
-    if request.app_dir and full.app_dir and request.app_dir != full.app_dir:
-        values["app_dir"] = request.app_dir  # and what was inside the old one is inside the new one
-        values["config_paths"] = [_moved(p, full.app_dir, request.app_dir) for p in values.get("config_paths", [])]
-        if values.get("uploads_dir"):
-            values["uploads_dir"] = _moved(str(values["uploads_dir"]), full.app_dir, request.app_dir)
-    elif request.app_dir:
+    if request.app_dir:
         values["app_dir"] = request.app_dir
+    new_app = str(values.get("app_dir") or "")
+    if full.app_dir and new_app and Path(new_app) != Path(full.app_dir):
+        # what was inside the old folder is inside the new one
+        values["config_paths"] = [_moved(p, full.app_dir, new_app) for p in values.get("config_paths", [])]
+        if values.get("uploads_dir"):
+            values["uploads_dir"] = _moved(str(values["uploads_dir"]), full.app_dir, new_app)
     return values
 
 
@@ -94,14 +129,15 @@ def _moved(path: str, old: str, new: str) -> str:
     return str(Path(new) / Path(path).relative_to(old)) if Path(path).is_relative_to(old) else path
 
 
-def check_app_dir(app_dir: Path | None, recorded: str | None, rerun: bool = False) -> Path:
+def check_app_dir(app_dir: Path | None, recorded: str | None, earlier: bool = False) -> Path:
     """The application's folder on this host: absolute, not a system folder, empty or not there yet (or what an
     earlier try of this recovery put there)."""
     if app_dir is None:
         raise ConfigError(f"the set records no APP_DIR (it was {recorded}): give --app-dir")
-    if not app_dir.is_absolute() or str(app_dir).rstrip("/") in SYSTEM or ".." in app_dir.parts:
+    inside_system = app_dir in SYSTEM or any(app_dir.is_relative_to(tree) for tree in SYSTEM_TREES)
+    if not app_dir.is_absolute() or ".." in app_dir.parts or inside_system:
         raise ConfigError(f"APP_DIR {app_dir} is not a folder the application may be restored into; give --app-dir")
-    if app_dir.exists() and (not app_dir.is_dir() or any(app_dir.iterdir()) and not rerun):
+    if app_dir.exists() and (not app_dir.is_dir() or any(app_dir.iterdir()) and not earlier):
         raise ConfigError(
             f"{app_dir} is not empty: this is not a new host (`sppg-backup restore full` restores onto a "
             "configured one), or give another --app-dir"
@@ -149,30 +185,63 @@ def with_password(url: str, env_file: Path) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def earlier_try(path: Path, set_id: str) -> bool:
-    """Whether `path` is the settings file of a recovery of this set that did not finish (a rerun cleans what it
-    made); a file of a finished recovery, or anyone else's, is refused."""
+@dataclass(frozen=True)
+class Earlier:
+    """How far an unfinished recovery of this set into this folder got: "started" (what it made is removed and
+    it starts over) or "database" (files, images and database are back: the stack is started and checked)."""
+
+    stage: str
+    database: dict[str, Any]
+
+
+def earlier_try(path: Path, set_id: str, app_dir: Path) -> Earlier | None:
+    """The unfinished recovery of this set into `app_dir` whose settings file `path` is, if any; the file of a
+    finished recovery, of one into another folder, or anyone else's is refused."""
     if not path.exists():
-        return False
-    head = path.read_text(errors="replace").splitlines()[:2]
-    if head == [MARK + set_id, IN_PROGRESS]:
-        return True
-    if head[:1] == [MARK + set_id]:
+        return None
+    if not path.is_file():
+        raise ConfigError(f"--write-config {path} is not a file")
+    try:
+        head = path.read_text(errors="replace").splitlines()[:3]
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if head[:1] != [MARK + set_id] or len(head) < 3:
+        raise ConfigError(f"{path} exists: this is not a new host; give another --write-config, or move it away")
+    if head[1] == STAGE.format(stage="done", app_dir=app_dir):
         raise ConfigError(f"{set_id} was recovered onto this host already ({path}): it is no longer a new host")
-    raise ConfigError(f"{path} exists: this is not a new host; give another --write-config, or move it away")
+    for stage in ("started", "database"):
+        if head[1] == STAGE.format(stage=stage, app_dir=app_dir):
+            try:
+                database = json.loads(head[2].removeprefix("# database: "))
+            except ValueError:
+                database = {}
+            return Earlier(stage, database if isinstance(database, dict) else {})
+    raise ConfigError(
+        f"{path} records another recovery ({head[1].removeprefix('# recovery: ')}): run that one again with its "
+        f"--app-dir, or remove what it made and {path}"
+    )
 
 
-def write_config(path: Path, values: dict[str, Any], set_id: str, done: bool = False) -> None:
-    """This host's settings file (mode 0600: it holds the database password), marked with the set and whether
-    the recovery finished."""
+def write_config(
+    path: Path, values: dict[str, Any], set_id: str, stage: str, database: dict[str, Any] | None = None
+) -> None:
+    """This host's settings file (mode 0600: it holds the database password), marked with the set, how far its
+    recovery got, and into which folder."""
     plain = {k: str(v) if isinstance(v, Path) else v for k, v in values.items() if v is not None}
     checks: list[Any] = list(plain.get("drill_checks", []))
     plain["drill_checks"] = [c if isinstance(c, dict) else c.model_dump() for c in checks]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"{MARK}{set_id}\n{STAGE.format(stage=stage, app_dir=values.get('app_dir'))}\n"
+    header += f"# database: {json.dumps(database or {})}\n"
     temporary = path.with_name(path.name + ".tmp")
-    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
-        out.write(f"{MARK}{set_id}\n{DONE if done else IN_PROGRESS}\n{toml.dumps(plain)}")
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            out.write(header + toml.dumps(plain))
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the settings file {path}: {exc.strerror or exc}; give --write-config"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -192,7 +261,7 @@ class Plan:
     health_url: str | None
     settings_file: str
     passed_over: list[str]
-    rerun: bool = False  # an earlier try of this recovery is cleaned first
+    earlier: str | None = None  # how far an unfinished try of this recovery got (Earlier.stage)
 
     def lines(self) -> list[str]:
         said = [
@@ -208,6 +277,8 @@ class Plan:
         ]
         said += [f"left for you: {path} (outside APP_DIR)" for path in self.config_left]
         said += [f"passed over: {why}" for why in self.passed_over]
-        if self.rerun:
+        if self.earlier == "started":
             said.append("an earlier try of this recovery is removed first (its stack, its application folder)")
+        elif self.earlier == "database":
+            said.append("an earlier try brought back files, images and database: only the stack is started")
         return said

@@ -13,18 +13,13 @@ import yaml
 
 from sppg_backup.errors import CheckFailed, ConfigError
 
-NAMES = ("docker-compose.prod.yml", "docker-compose.yml", "docker-compose.yaml", "compose.yaml", "compose.yml")
 
-
-def find_file(config_paths: list[str], app_dir: Path | None) -> Path | None:
-    """The Compose file: a docker-compose*.yml among CONFIG_PATHS, else one in APP_DIR."""
+def find_file(config_paths: list[str]) -> Path | None:
+    """The Compose file: the docker-compose*.yml (or compose*.yaml) among CONFIG_PATHS."""
     for raw in config_paths:
         path = Path(raw)
         if path.name.startswith(("docker-compose", "compose")) and path.suffix in (".yml", ".yaml"):
             return path
-    for name in NAMES:
-        if app_dir is not None and (app_dir / name).is_file():
-            return app_dir / name
     return None
 
 

@@ -52,6 +52,11 @@ def volume_of(container: Any) -> Volume:
     container.reload()
     attrs = container.attrs
     data, mount, inside = replace.data_mount(attrs, container.name)
+    if mount.get("Type") != "volume":
+        raise ConfigError(
+            f"{container.name} keeps its data in a bind mount ({mount.get('Source')}): recover server recovers only "
+            "into a named volume (the Compose file's `volumes:`); recover with --from-dump"
+        )
     if (data / "PG_VERSION").exists():
         raise ConfigError(
             f"the data of {container.name} ({data}) already holds a database: this is not a new host; "
@@ -98,7 +103,7 @@ def wait_recovered(container: Any, since: int, timeout: float, watch: Callable[[
         if READY in said:
             return said
         container.reload()
-        if container.status in ("exited", "dead"):
+        if container.status in ("exited", "dead") or container.attrs.get("RestartCount"):
             raise CheckFailed("pitr", f"{container.name} stopped during its recovery: {pitr.stopped_short(said)}")
         time.sleep(0.3)
     raise CheckFailed("pitr", f"{container.name} did not finish its recovery in {timeout:.0f} s")

@@ -193,6 +193,8 @@ def configure(data: Path, folder: Path, to: datetime | None, port: int | None, s
     ]
     if port is not None:
         lines += [f"port = {port}", "listen_addresses = '127.0.0.1'"]
+    else:  # in a container: its log is what `docker logs` shows, which is how the end of the recovery is seen
+        lines.append("logging_collector = 'off'")
     if to is not None:
         lines.append(f"recovery_target_time = '{to.isoformat()}'")
     with open(data / "postgresql.auto.conf", "a") as conf:

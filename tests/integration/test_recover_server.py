@@ -268,10 +268,13 @@ def disaster(
 def new_host(
     disaster: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prefect_api: str
 ) -> Iterator[dict[str, Any]]:
-    """A host with nothing of the old one: a fresh Docker engine, no SPPG_BACKUP_* setting, the old paths empty."""
+    """A host with nothing of the old one: a fresh Docker engine, the old paths empty, no SPPG_BACKUP_* setting but
+    where it keeps its own state and local copies (never taken from a set)."""
     for name in list(os.environ):
         if name.startswith("SPPG_BACKUP_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("SPPG_BACKUP_STATE_DIR", str(tmp_path / "var" / "lib" / "sppg-backup"))
+    monkeypatch.setenv("SPPG_BACKUP_LOCAL_DIR", str(tmp_path / "backups"))
     engine = DockerEngine(with_image=False)
     monkeypatch.setenv("DOCKER_HOST", engine.host)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", disaster["gcs"])
@@ -394,7 +397,11 @@ def test_from_the_dr_replica_with_the_bucket_gone(disaster: dict[str, Any], new_
     engine = new_host["engine"]
     first_try = made_on(engine)
     assert len(first_try) == 3  # the stack it started, and the database's volume
-    # Run again, to the newest WAL on the replica: what the failed try made goes first.
+    # The same again: files, images and database are back, so only the stack is started and checked again.
+    again = recover(new_host, disaster["replica"], disaster["key"], "--from-dump", "--yes", env=nobody)
+    assert again.returncode == 1 and "health" in error_lines(again.stderr)[0]
+    assert made_on(engine) == first_try
+    # Now to the newest WAL on the replica: another database, so what the failed tries made goes first.
     done = recover(new_host, disaster["replica"], disaster["key"], "--yes", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

