@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -118,6 +120,44 @@ def copy_new(primary: Storage, replicas: tuple[Storage, ...], new_keys: list[str
             except (BackupError, OSError) as exc:
                 problems.append(f"{replica.describe(key)}: {' '.join(str(exc).split())}")
     return problems
+
+
+class Copier:
+    """copy_new in a thread of its own, so a slow replica never holds up the uploads to the storage; of a key
+    submitted again before it was copied (the segment being written), only the newest upload is copied."""
+
+    def __init__(self, primary: Storage, replicas: tuple[Storage, ...], warn: Callable[[str], None]) -> None:
+        self.primary, self.replicas, self.warn = primary, replicas, warn
+        self._pending: dict[str, None] = {}  # ordered: the oldest first
+        self._lock, self._wake, self._closing = threading.Lock(), threading.Event(), False
+        self._thread = threading.Thread(target=self._run, name="replica-copier", daemon=True)
+        self._thread.start()
+
+    def submit(self, new_keys: list[str]) -> None:
+        with self._lock:
+            for key in new_keys:
+                self._pending.pop(key, None)
+                self._pending[key] = None
+        self._wake.set()
+
+    def close(self, timeout: float = 120) -> None:
+        """Copy what is pending (for at most `timeout` seconds), then stop."""
+        with self._lock:
+            self._closing = True
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            with self._lock:
+                batch, self._pending = list(self._pending), {}
+                if not self._closing:  # closing: stay awake until nothing is left
+                    self._wake.clear()
+            if not batch and self._closing:
+                return
+            for problem in copy_new(self.primary, self.replicas, batch):
+                self.warn(problem)
 
 
 def damaged_copies(primary: Storage, replica: Storage, source: dict[str, ObjectInfo]) -> list[str]:

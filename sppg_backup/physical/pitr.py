@@ -168,7 +168,8 @@ def plan_wal(
     handed to the server, nor fetched."""
     assert manifest.physical is not None
     start = manifest.physical.start_wal
-    names = {a.name for a in wal.archived(storage)} | {p.name for p in wal.partials(storage)}
+    archived = {a.name for a in wal.archived(storage)}
+    names = archived | {p.name for p in wal.partials(storage) if not _superseded(p.name, archived)}
     histories = sorted(n for n in names if n.endswith(".history"))
     folder.mkdir(parents=True, exist_ok=True)
     for name in histories:
@@ -179,6 +180,12 @@ def plan_wal(
     segments = sorted(wanted, key=feed.order)
     feed.prepare(folder, histories, segments, latest)
     return WalPlan(histories, segments)
+
+
+def _superseded(partial: str, archived: set[str]) -> bool:
+    """A partial segment with whole segments after it on its timeline (a replica whose copy of the whole one
+    failed) is not the end of the WAL: replaying it would stop short there, so it is left out (a gap)."""
+    return any(len(n) == 24 and n[:8] == partial[:8] and n[8:] > partial[8:] for n in archived)
 
 
 def configure(data: Path, folder: Path, to: datetime | None, port: int | None, seen_as: Path | None = None) -> None:

@@ -24,7 +24,8 @@ from typing import Any
 from sppg_backup import keys
 from sppg_backup.db import postgres
 from sppg_backup.errors import BackupError, NotFoundError, PermanentError
-from sppg_backup.ops import metrics, replicas
+from sppg_backup.ops import metrics
+from sppg_backup.ops.replicas import Copier
 from sppg_backup.physical import wal
 from sppg_backup.physical.base import refused
 from sppg_backup.settings import Settings
@@ -65,7 +66,8 @@ class Receiver:
     storage: Storage
     recipients: list[str]
     partial_sent: dict[str, str] | None = None  # name -> sha256 of the partial segment last uploaded
-    replicas: tuple[Storage, ...] = ()  # each upload is copied there too (REPLICA_URLS)
+    replicas: tuple[Storage, ...] = ()  # each upload is copied there too (REPLICA_URLS), in the background
+    copier: Copier | None = None
 
     @property
     def spool(self) -> Path:
@@ -143,6 +145,16 @@ class Receiver:
 
     def run(self, stop: threading.Event, on_upload: Callable[[str], None] | None = None) -> None:
         """Receive until `stop` is set: then upload what there is and return."""
+        if self.replicas:
+            warn = "WAL not copied to a replica yet (replicate-backups will): %s"
+            self.copier = Copier(self.storage, self.replicas, lambda problem: log.warning(warn, problem))
+        try:
+            self._receive(stop, on_upload)
+        finally:
+            if self.copier is not None:
+                self.copier.close()
+
+    def _receive(self, stop: threading.Event, on_upload: Callable[[str], None] | None) -> None:
         backoff = 1.0
         while not stop.is_set():
             try:
@@ -178,9 +190,10 @@ class Receiver:
         if names or partial:
             now = {"backup_wal_last_archived_timestamp": time.time(), "backup_wal_archive_lag_seconds": 0}
             metrics.record({"kind": "wal"}, now, self.settings.metrics_file, self.settings.pushgateway_url)
-        stored = [*names.values(), *([keys.wal_partial(partial, bool(self.recipients))] if partial else [])]
-        for problem in replicas.copy_new(self.storage, self.replicas, stored):
-            log.warning("WAL not copied to a replica yet (replicate-backups will): %s", problem)
+        if self.copier is not None:
+            self.copier.submit(
+                [*names.values(), *([keys.wal_partial(partial, bool(self.recipients))] if partial else [])]
+            )
         for name in [*names, *([partial + PARTIAL] if partial else [])]:
             if on_upload is not None:
                 on_upload(name)
