@@ -66,7 +66,9 @@ def worker_config(
     return config
 
 
-def start_worker(api: str, config: Path, log: Path, docker_host: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    api: str, config: Path, log: Path, docker_host: str, pool: str = "sppg-backup", queues: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPPG_BACKUP_")}
     env.update(
         {
@@ -79,7 +81,11 @@ def start_worker(api: str, config: Path, log: Path, docker_host: str) -> subproc
     )
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [PREFECT, "worker", "start", "--pool", "sppg-backup"], cwd=ROOT, env=env, stdout=out, stderr=out
+            [PREFECT, "worker", "start", "--pool", pool, *(a for q in queues for a in ("--work-queue", q))],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
         )
 
 

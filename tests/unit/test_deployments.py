@@ -87,3 +87,21 @@ def test_file_snapshots_never_run_twice_at_once() -> None:
         "flows/backup_config.py:backup_config",
         "flows/prune_file_snapshots.py:prune_file_snapshots",
     } <= limited
+
+
+# The application host's work: what needs APP_DIR, UPLOADS_DIR or the application's Docker engine; the rest
+# (dumps, base backups, WAL, verification, drills, restores, prune, replicas, Cloud SQL) is the database host's.
+APPLICATION = {
+    "backup_files", "backup_config", "prune_file_snapshots", "restore_files", "restore_config",
+    "backup_full_system", "restore_full_system", "recover_server",
+}  # fmt: skip
+
+
+def test_every_deployment_goes_to_the_queue_of_the_host_that_holds_its_data() -> None:
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    queues = {d["entrypoint"].partition(":")[2]: d["work_pool"]["work_queue_name"] for d in config["deployments"]}
+    assert {flow for flow, queue in queues.items() if queue == "application"} == APPLICATION
+    assert set(queues.values()) == {"database", "application"}
+    assert {"backup_database", "backup_base", "restore_pitr", "restore_database", "prune_backups"} <= {
+        flow for flow, queue in queues.items() if queue == "database"
+    }
