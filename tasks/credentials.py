@@ -11,9 +11,12 @@ from sppg_backup.settings import Settings
 def gcp_credentials(settings: Settings) -> Any:
     """For a gs:// storage: a prefect-gcp GcpCredentials block, else a key file, else None (application default
     or emulator)."""
-    if not settings.storage_url.startswith("gs://"):
-        return None
-    return google_credentials(settings)
+    return credentials_for(settings, settings.storage_url)
+
+
+def credentials_for(settings: Settings, url: str) -> Any:
+    """The settings' credentials for the storage at `url` (another than theirs: recover server's)."""
+    return google_credentials(settings) if url.startswith("gs://") else None
 
 
 def google_credentials(settings: Settings) -> Any:

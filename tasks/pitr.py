@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from sppg_backup.db.catalog import Manifest
 from sppg_backup.display import shown_time
 from sppg_backup.errors import CheckFailed, ConfigError
 from sppg_backup.ops.report import Report
-from sppg_backup.physical import feed, gaps, pitr, wal
+from sppg_backup.physical import feed, gaps, pitr
 from sppg_backup.physical.pitr import PitrRequest
 from sppg_backup.settings import Settings
 from sppg_backup.tasks.common import destinations
@@ -85,14 +84,10 @@ def recover(
     bin_dir = server_bin(settings, int(manifest.server_version.split(".")[0]))
     storage = destinations(settings).storage
     identities = identities_for(settings, manifest)
-    data, folder, start_wal = target / "data", target / "wal", manifest.physical.start_wal
-
-    def fetch(name: str) -> None:  # a segment before a gap, to tell when its last transaction ended
-        with contextlib.suppress(CheckFailed):
-            wal.fetch(storage, name, folder / name, identities, durable=False)
+    data, folder = target / "data", target / "wal"
 
     def check(stored: set[str]) -> None:
-        gaps.check_wal(data, folder, start_wal, request.to, bin_dir, storage.url, settings.zone, stored, fetch)
+        pitr.check_gaps(storage, manifest, identities, data, folder, request.to, bin_dir, settings.zone, stored)
 
     check(set(plan.segments))
     pitr.configure(data, folder, request.to, port)

@@ -18,10 +18,11 @@ from sppg_backup.full import recover
 from sppg_backup.full.recover import Plan, RecoverRequest
 from sppg_backup.full.system import FullSet
 from sppg_backup.ops import compose, containers, report_files
-from sppg_backup.physical import feed, gaps, in_container, pitr, replace
+from sppg_backup.physical import feed, in_container, pitr, replace
 from sppg_backup.settings import Settings, load_settings
 from sppg_backup.storage import open_storage
 from sppg_backup.tasks.common import destinations
+from sppg_backup.tasks.credentials import credentials_for
 from sppg_backup.tasks.files import identities
 from sppg_backup.tasks.reporting import Entry, tell
 from sppg_backup.tasks.verify import identities_for
@@ -36,12 +37,7 @@ def make_plan(given: Settings, request: RecoverRequest) -> tuple[FullSet, Settin
         raise ConfigError("give the storage to recover from: --storage gs://bucket/prefix (or the DR replica)")
     if not request.identity_file or not Path(request.identity_file).is_file():
         raise ConfigError(f"give the age private key file with --identity (got {request.identity_file or 'none'})")
-    credentials = None
-    if request.storage_url.startswith("gs://"):
-        from sppg_backup.tasks.credentials import google_credentials
-
-        credentials = google_credentials(given)
-    storage = open_storage(request.storage_url, credentials, given.gcp_project)
+    storage = open_storage(request.storage_url, credentials_for(given, request.storage_url), given.gcp_project)
     if storage.folder is not None and not storage.folder.is_dir():
         raise ConfigError(f"storage directory {storage.folder} does not exist; check --storage")
     full, passed = recover.choose_complete(storage, request.set_id)
@@ -187,7 +183,7 @@ def write_settings(settings: Settings, plan: Plan, stage: str, database: dict[st
 
 def stack_of(plan: Plan) -> compose.Stack:
     if plan.compose_file is None:
-        raise ConfigError("no Compose file among CONFIG_PATHS or in APP_DIR: the stack cannot be started")
+        raise ConfigError("no Compose file among CONFIG_PATHS: the stack cannot be started")
     return compose.Stack.read(Path(plan.compose_file))
 
 
@@ -216,24 +212,14 @@ def recover_in_container(settings: Settings, plan: Plan, service: str, to: datet
     container = compose.container_of(containers.connect(), stack_of(plan), service)
     volume = in_container.volume_of(container)
     manifest = pitr.choose(storage, to, settings.zone)
-    assert manifest.physical is not None
     keys = identities_for(settings, manifest)
     log = get_run_logger()
     try:
         pitr.unpack_base(storage, manifest, keys, volume.data)
         wal_plan = pitr.plan_wal(storage, manifest, keys, volume.data, volume.folder, to is None)
-
-        def fetch(name: str) -> None:  # a segment before a gap, to tell when its last transaction ended
-            with contextlib.suppress(CheckFailed):
-                from sppg_backup.physical import wal
-
-                wal.fetch(storage, name, volume.folder / name, keys, durable=False)
-
         tools = settings.pg_bin_dir or Path("/usr/lib/postgresql/none")  # pg_waldump, when the host has it
-        zone = settings.zone
         stored = set(wal_plan.segments)
-        start = manifest.physical.start_wal
-        gaps.check_wal(volume.data, volume.folder, start, to, tools, storage.url, zone, stored, fetch)
+        pitr.check_gaps(storage, manifest, keys, volume.data, volume.folder, to, tools, settings.zone, stored)
         pitr.configure(volume.data, volume.folder, to, None, volume.folder_inside)
         replace.own(volume.data, volume.uid, volume.gid)
         since = int(time.time()) - 1

@@ -7,6 +7,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 
 from sppg_backup.sandbox.clusters import free_port
 
-__all__ = ["cli", "file_tree", "free_port", "read_only_dir", "tiny_filesystem", "unpack_base"]
+__all__ = ["cli", "file_tree", "free_port", "moment_between", "read_only_dir", "tiny_filesystem", "unpack_base"]
 
 
 def cli(*args: str, api: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -96,3 +97,14 @@ def unpack_base(stored: Path, key: Path, base: Path, password: str) -> Path:
             os.chown(path, user.pw_uid, user.pw_gid)
     data.chmod(0o700)
     return base
+
+
+def moment_between(conn: Any, first: str, then: str) -> Any:
+    """Run `first`, take the server's time a second later, then run `then` a second after that: the moment a
+    point-in-time recovery brings back `first` without `then`."""
+    conn.execute(first)
+    time.sleep(1.2)
+    moment = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    time.sleep(1.2)
+    conn.execute(then)
+    return moment

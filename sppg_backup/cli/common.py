@@ -158,13 +158,9 @@ def existing_storage(settings: Any) -> Any:
     """The configured storage; a storage directory that does not exist is an error, not an empty catalog."""
     from sppg_backup.errors import NotFoundError
     from sppg_backup.storage import open_storage
+    from sppg_backup.tasks.credentials import gcp_credentials
 
-    credentials = None
-    if settings.storage_url.startswith("gs://"):
-        from sppg_backup.tasks.credentials import gcp_credentials
-
-        credentials = gcp_credentials(settings)
-    storage = open_storage(settings.storage_url, credentials, settings.gcp_project)
+    storage = open_storage(settings.storage_url, gcp_credentials(settings), settings.gcp_project)
     if storage.folder is not None and not storage.folder.is_dir():
         raise NotFoundError(f"storage directory {storage.folder} does not exist; check SPPG_BACKUP_STORAGE_URL")
     return storage

@@ -21,7 +21,6 @@ from sppg_backup.errors import CheckFailed, ConfigError
 from sppg_backup.physical import pitr, replace
 
 FOLDER = ".sppg-recovery-wal"  # inside the data folder: the one place on the volume the server can read
-READY = "database system is ready to accept connections"
 STOPPED_AT = re.compile(r"last completed transaction was at log time ([0-9-]+ [0-9:.]+(?:[+-][0-9:]+)?)")
 
 
@@ -98,9 +97,7 @@ def wait_recovered(container: Any, since: int, timeout: float, watch: Callable[[
     while time.monotonic() < deadline:
         watch()
         said = container.logs(since=since).decode(errors="replace")
-        if pitr.SHORT in said or ("FATAL" in said and "PANIC" in said):
-            raise CheckFailed("pitr", pitr.stopped_short(said))
-        if READY in said:
+        if pitr.promoted(said):
             return said
         container.reload()
         if container.status in ("exited", "dead") or container.attrs.get("RestartCount"):

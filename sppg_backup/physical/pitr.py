@@ -41,6 +41,7 @@ from sppg_backup.stream.pack import streamed
 
 MARK = "# point-in-time restore by sppg-backup"  # what follows it in postgresql.auto.conf is ours
 SHORT = "recovery ended before configured recovery target was reached"
+READY = "database system is ready to accept connections"  # after the promotion ("read-only" before it)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,28 @@ def plan_wal(
     return WalPlan(histories, segments)
 
 
+def check_gaps(
+    storage: Storage,
+    manifest: Manifest,
+    identities: list[Any],
+    data: Path,
+    folder: Path,
+    to: datetime | None,
+    bin_dir: Path,
+    zone: Any,
+    stored: set[str],
+) -> None:
+    """A gap in the WAL (of `stored`) the recovery to `to` needs is one line before the server starts
+    (gaps.check_wal); the segments before it are fetched into `folder` to tell when their last transaction ended."""
+    assert manifest.physical is not None
+
+    def fetch(name: str) -> None:
+        with contextlib.suppress(CheckFailed):
+            wal.fetch(storage, name, folder / name, identities, durable=False)
+
+    gaps.check_wal(data, folder, manifest.physical.start_wal, to, bin_dir, storage.url, zone, stored, fetch)
+
+
 def _superseded(partial: str, archived: set[str]) -> bool:
     """A partial segment with whole segments after it on its timeline (a replica whose copy of the whole one
     failed) is not the end of the WAL: replaying it would stop short there, so it is left out (a gap)."""
@@ -231,14 +254,20 @@ def start(data: Path, folder: Path, bin_dir: Path, timeout: float, watch: Callab
     while time.monotonic() < deadline:
         watch()
         said = log.read_text(errors="replace")
-        if SHORT in said or "FATAL" in said and "PANIC" in said:
-            raise CheckFailed("pitr", stopped_short(said))
-        if "database system is ready to accept connections" in said:
+        if promoted(said):
             return log
         if not (data / "postmaster.pid").exists() and "FATAL" in said:
             raise CheckFailed("pitr", stopped_short(said))
         time.sleep(0.2)
     raise CheckFailed("pitr", f"the recovered server did not finish its recovery in {timeout:.0f} s; see {log}")
+
+
+def promoted(said: str) -> bool:
+    """Whether the recovering server's log says it reached its target and was promoted; one that stopped short
+    (or panicked) is a failure, never a quietly older database."""
+    if SHORT in said or "FATAL" in said and "PANIC" in said:
+        raise CheckFailed("pitr", stopped_short(said))
+    return READY in said
 
 
 def stopped_short(said: str) -> str:

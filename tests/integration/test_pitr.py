@@ -18,7 +18,7 @@ import pytest
 
 from sppg_backup.physical import pitr
 from sppg_backup.sandbox.clusters import Cluster, default_bin_dir
-from tests.helpers import cli, error_lines
+from tests.helpers import cli, error_lines, moment_between
 from tests.integration.test_wal_receiver import INTERVAL, base_backup, primary, receiver, wait_connected, wal_env
 
 pytestmark = pytest.mark.integration
@@ -41,11 +41,7 @@ def history(
         wait_connected(wal_env, primary)
         base_id = base_backup(prefect_api)
         with psycopg.connect(primary.url("erp_sppg"), autocommit=True) as conn:
-            conn.execute("INSERT INTO invoices VALUES (1, 'kept')")
-            time.sleep(1.2)
-            before = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
-            time.sleep(1.2)
-            conn.execute("DELETE FROM invoices")
+            before = moment_between(conn, "INSERT INTO invoices VALUES (1, 'kept')", "DELETE FROM invoices")
         time.sleep(3 * INTERVAL)
         yield {"base_id": base_id, "before": before}
     finally:

@@ -22,7 +22,7 @@ import pytest
 
 from sppg_backup.sandbox.clusters import default_bin_dir, free_port
 from tests.conftest import DockerEngine
-from tests.helpers import cli, error_lines
+from tests.helpers import cli, error_lines, moment_between
 from tests.integration.test_wal_receiver import INTERVAL, base_backup, receiver
 
 pytestmark = pytest.mark.integration
@@ -145,11 +145,7 @@ def day(
         wait_connected(database)
         base_id = base_backup(prefect_api)
         with psycopg.connect(database.url("erp_sppg"), autocommit=True) as conn:
-            conn.execute("INSERT INTO invoices VALUES (1, 'kept')")
-            time.sleep(1.2)
-            before = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
-            time.sleep(1.2)
-            conn.execute("DELETE FROM invoices")
+            before = moment_between(conn, "INSERT INTO invoices VALUES (1, 'kept')", "DELETE FROM invoices")
         time.sleep(3 * INTERVAL)
     finally:
         running.send_signal(signal.SIGTERM)

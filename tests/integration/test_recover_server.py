@@ -31,7 +31,7 @@ import pytest
 from sppg_backup.sandbox.clusters import default_bin_dir, free_port
 from sppg_backup.stream.crypto import generate_key_file, load_identities
 from tests.conftest import DockerEngine, emulator
-from tests.helpers import cli, error_lines, file_tree
+from tests.helpers import cli, error_lines, file_tree, moment_between
 from tests.integration.test_wal_receiver import INTERVAL, receiver
 
 pytestmark = pytest.mark.integration
@@ -219,11 +219,11 @@ def disaster(
                 made = cli("backup", "full", "--json", api=api)
                 assert made.returncode == 0, made.stderr
                 with psycopg.connect(host.url(), autocommit=True) as conn:
-                    conn.execute("INSERT INTO invoices VALUES (2001, 'after the full backup')")
-                    time.sleep(1.2)
-                    moment = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
-                    time.sleep(1.2)
-                    conn.execute("INSERT INTO invoices VALUES (2002, 'after the moment')")
+                    moment = moment_between(
+                        conn,
+                        "INSERT INTO invoices VALUES (2001, 'after the full backup')",
+                        "INSERT INTO invoices VALUES (2002, 'after the moment')",
+                    )
                 time.sleep(4 * INTERVAL)
             finally:
                 streaming.send_signal(signal.SIGTERM)

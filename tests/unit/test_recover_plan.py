@@ -10,6 +10,7 @@ import pytest
 
 from sppg_backup.errors import ConfigError
 from sppg_backup.full import recover
+from sppg_backup.full.system import FullSet
 from sppg_backup.ops.compose import Stack, find_file
 from sppg_backup.physical.in_container import recovered_to
 
@@ -104,7 +105,6 @@ def test_the_recovered_to_time_is_read_from_the_servers_log() -> None:
 
 
 def test_with_another_app_dir_what_was_inside_the_old_one_is_inside_the_new_one() -> None:
-    from sppg_backup.full.system import FullSet
     from sppg_backup.settings import Settings
 
     taken = {
@@ -113,19 +113,7 @@ def test_with_another_app_dir_what_was_inside_the_old_one_is_inside_the_new_one(
         "uploads_dir": "/opt/erp-sppg/uploads",
         "replica_urls": ["gs://dr/backups", "gs://other/backups"],
     }
-    full = FullSet.model_validate(
-        {
-            "id": "s",
-            "created_at": datetime.now(UTC),
-            "finished_at": datetime.now(UTC),
-            "duration_seconds": 1,
-            "app_dir": "/opt/erp-sppg",
-            "images": [],
-            "parts": [],
-            "encryption": "age",
-            "taken_with": taken,
-        }
-    )
+    full = a_set(taken)
     request = recover.RecoverRequest(storage_url="gs://dr/backups", identity_file="/k", app_dir="/srv/erp")
     values = recover.host_values(full, Settings(), request)
     assert values["app_dir"] == "/srv/erp" and values["uploads_dir"] == "/srv/erp/uploads"
@@ -134,7 +122,6 @@ def test_with_another_app_dir_what_was_inside_the_old_one_is_inside_the_new_one(
 
 
 def test_a_set_brings_no_host_paths_commands_or_credentials() -> None:
-    from sppg_backup.full.system import FullSet
     from sppg_backup.settings import Settings
 
     taken = {
@@ -146,21 +133,18 @@ def test_a_set_brings_no_host_paths_commands_or_credentials() -> None:
         "gcp_service_account_file": "/old/key.json",
         "health_url": "http://127.0.0.1:8080/health",
     }
-    full = FullSet.model_validate(
-        {
-            "id": "s",
-            "created_at": datetime.now(UTC),
-            "finished_at": datetime.now(UTC),
-            "duration_seconds": 1,
-            "app_dir": "/opt/erp-sppg",
-            "images": [],
-            "parts": [],
-            "encryption": "age",
-            "taken_with": taken,
-        }
-    )
+    full = a_set(taken)
     values = recover.host_values(full, Settings(), recover.RecoverRequest(storage_url="file:///s", identity_file="/k"))
     assert values["health_url"] == taken["health_url"] and values["app_dir"] == "/opt/erp-sppg"
     assert not {"scratch_dir", "state_dir", "pg_bin_dir", "drill_test_command", "gcp_service_account_file"} & set(
         values
     )
+
+
+def a_set(taken: dict[str, object]) -> FullSet:
+    """A full-system set's manifest taken with `taken` (no parts: only its settings matter here)."""
+    now = datetime.now(UTC)
+    return FullSet(
+        id="s", created_at=now, finished_at=now, duration_seconds=1, app_dir="/opt/erp-sppg", images=[], parts=[],
+        encryption="age", taken_with=taken,
+    )  # fmt: skip
