@@ -77,6 +77,8 @@ def start_worker(
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "SPPG_BACKUP_CONFIG": str(config),
+            # what it does, in its log, as an operator sees it (an in-process CLI test may have quietened it)
+            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO",
         }
     )
     with open(log, "wb") as out:
