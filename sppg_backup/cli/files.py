@@ -16,7 +16,7 @@ from rich.table import Table
 
 from sppg_backup.cli.common import Invocation, app, backup_app, err, existing_storage, fail, out, restore_app
 from sppg_backup.display import human_size, shown_time
-from sppg_backup.errors import ConfigError
+from sppg_backup.errors import ConfigError, Stopped
 
 
 def _files(n: int) -> str:
@@ -76,6 +76,8 @@ def backup_files_command(
     last: set[tuple[str, int, int, int]] | None = None
     signal.signal(signal.SIGTERM, _stop)  # a service manager stops it like Ctrl-C does
     out.print(f"watching {settings.uploads_dir} every {interval:g} s; Ctrl-C stops", highlight=False)
+    from prefect.exceptions import TerminationSignal
+
     try:
         while True:
             current = _signature(settings.uploads_dir)
@@ -83,11 +85,14 @@ def backup_files_command(
                 try:
                     _print_snapshot(backup_files(), as_json)
                     last = current
+                except (Stopped, TerminationSignal):
+                    break  # SIGTERM while a snapshot ran: Prefect took the signal, the run says it was stopped
                 except Exception as exc:  # keep watching; the flow has notified
                     err.print(f"[red]error:[/red] {exc}; trying again in {interval:g} s", highlight=False)
             time.sleep(interval)
     except KeyboardInterrupt:
-        out.print("stopped watching", highlight=False)
+        pass
+    out.print("stopped watching", highlight=False)
 
 
 @backup_app.command("config")
