@@ -13,6 +13,7 @@ from sppg_backup.tasks.base import check_replication, publish_base, report_base,
 from sppg_backup.tasks.base_checks import skipped
 from sppg_backup.tasks.common import step
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.limits import ON_DATABASE, one_at_a_time
 from sppg_backup.tasks.replicate import replicate_new
 
 
@@ -24,12 +25,14 @@ def backup_base(
     settings = load_settings(config_file)
     if only_with_pitr and not settings.pitr:
         return skipped(settings, "backup-base")
-    clean_leftovers(settings, uploads=True)
     try:
-        step(check_replication, settings)
-        manifest = step(take_base_backup, settings, timeout_seconds=settings.dump_timeout_seconds)
-        listed = step(publish_base, settings, manifest)
-        report_base(settings, listed)
+        # 0. One run at a time on this database and its backups, whichever worker runs it.
+        with one_at_a_time(settings, ON_DATABASE):
+            clean_leftovers(settings, uploads=True)
+            step(check_replication, settings)
+            manifest = step(take_base_backup, settings, timeout_seconds=settings.dump_timeout_seconds)
+            listed = step(publish_base, settings, manifest)
+            report_base(settings, listed)
     except BaseException as error:
         report_base(settings, None, error)
         raise

@@ -20,25 +20,28 @@ from sppg_backup.tasks.backup import (
 from sppg_backup.tasks.choices import DATABASE, offer_backups
 from sppg_backup.tasks.common import step
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.limits import ON_DATABASE, one_at_a_time
 from sppg_backup.tasks.replicate import replicate_new
 
 
 @flow(name="backup-database", description="Dump, compress, encrypt, checksum, upload, prune, notify.")
 def backup_database(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
-    clean_leftovers(settings, uploads=True)
     listed = None
     try:
-        step(check_database, settings)
-        # 1-2, 4. Create the dump, compress, encrypt and upload it: one streamed pass.
-        manifest = step(dump_database, settings, timeout_seconds=settings.dump_timeout_seconds)
-        # 3. Verify backup integrity (size and sha256 of every copy), then list it.
-        listed = step(publish_backup, settings, manifest)
-        # 5. Clean old backups (>30 days local, >365 days cloud).
-        pruned = step(prune_backups, settings)
-        # 6. Send notification (success).
-        report_success(settings, listed, pruned)
-        offer_backups(settings, DATABASE)
+        # 0. One run at a time on this database and its backups, whichever worker runs it.
+        with one_at_a_time(settings, ON_DATABASE):
+            clean_leftovers(settings, uploads=True)
+            step(check_database, settings)
+            # 1-2, 4. Create the dump, compress, encrypt and upload it: one streamed pass.
+            manifest = step(dump_database, settings, timeout_seconds=settings.dump_timeout_seconds)
+            # 3. Verify backup integrity (size and sha256 of every copy), then list it.
+            listed = step(publish_backup, settings, manifest)
+            # 5. Clean old backups (>30 days local, >365 days cloud).
+            pruned = step(prune_backups, settings)
+            # 6. Send notification (success).
+            report_success(settings, listed, pruned)
+            offer_backups(settings, DATABASE)
     except BaseException as error:
         # 6. Send notification (failure).
         report_failure(settings, error, listed)

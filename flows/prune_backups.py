@@ -14,14 +14,17 @@ from sppg_backup.tasks.backup import report_prune
 from sppg_backup.tasks.choices import FULL, offer_backups
 from sppg_backup.tasks.common import step
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.limits import ON_DATABASE, one_at_a_time
 
 
 @flow(name="prune-backups", description="Delete backups past retention; never the newest good one.")
 def prune_backups(dry_run: bool = DRY_RUN_PARAM, config_file: Text = CONFIG_PARAM) -> list[dict[str, Any]]:
     settings = load_settings(config_file)
-    clean_leftovers(settings)
     try:
-        results = step(prune_task, settings, dry_run)
+        # 0. One run at a time on this database and its backups, whichever worker runs it.
+        with one_at_a_time(settings, ON_DATABASE):
+            clean_leftovers(settings)
+            results = step(prune_task, settings, dry_run)
     except BaseException as error:
         report_prune(settings, [], dry_run, error)
         raise

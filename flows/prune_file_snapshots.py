@@ -12,14 +12,17 @@ from sppg_backup.tasks.choices import offer_backups
 from sppg_backup.tasks.common import step
 from sppg_backup.tasks.files import prune_snapshots, report_prune, report_snapshot
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.limits import ON_FILES, one_at_a_time
 
 
 @flow(name="prune-file-snapshots", description="Delete file snapshots past retention and blobs nothing refers to.")
 def prune_file_snapshots(dry_run: bool = DRY_RUN_PARAM, config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
-    clean_leftovers(settings)
     try:
-        result = step(prune_snapshots, settings, dry_run)
+        # 0. One run at a time on the file snapshots, whichever worker runs it.
+        with one_at_a_time(settings, ON_FILES):
+            clean_leftovers(settings)
+            result = step(prune_snapshots, settings, dry_run)
     except BaseException as error:
         report_snapshot(settings, "files", None, error, action="prune")
         raise

@@ -18,6 +18,7 @@ from sppg_backup.full.system import FullSet
 from sppg_backup.settings import Settings, load_settings
 from sppg_backup.tasks.common import scratch_folder, step
 from sppg_backup.tasks.full import check_health, download_parts, restore_application, restore_image
+from sppg_backup.tasks.limits import ON_DATABASE, ON_FILES, one_at_a_time
 from sppg_backup.tasks.pitr import smoke_checks
 from sppg_backup.tasks.pitr_replace import wait_for_database
 from sppg_backup.tasks.recover import (
@@ -50,15 +51,17 @@ def recover_server(
         if request.dry_run:
             return {"status": "planned", "plan": plan.lines(), "set_id": plan.set_id, "pitr": plan.pitr}
         images: dict[str, str] = {}
-        if plan.earlier == "database":  # an earlier try brought back all of it: only the stack is left
-            settings = load_settings(plan.settings_file)
-        else:
-            settings, images, database = bring_back(settings, plan, full, request)
-        # 6. Start the rest of the stack.
-        started = start_stack(settings, plan) if plan.compose_file else []
-        # 7. Verify system.
-        health = check_health(settings)
-        settings = write_settings(settings, plan, "done", database)
+        # One run at a time on the set's database, its backups and file snapshots.
+        with one_at_a_time(settings, ON_DATABASE, ON_FILES):
+            if plan.earlier == "database":  # an earlier try brought back all of it: only the stack is left
+                settings = load_settings(plan.settings_file)
+            else:
+                settings, images, database = bring_back(settings, plan, full, request)
+            # 6. Start the rest of the stack.
+            started = start_stack(settings, plan) if plan.compose_file else []
+            # 7. Verify system.
+            health = check_health(settings)
+            settings = write_settings(settings, plan, "done", database)
     except BaseException as error:
         report_recovery(settings, plan, None, error)
         raise

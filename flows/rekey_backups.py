@@ -12,6 +12,7 @@ from pydantic import Field
 from sppg_backup.errors import CheckFailed, ConfigError
 from sppg_backup.forms import CONFIG_PARAM, DRY_RUN_PARAM, Text
 from sppg_backup.settings import load_settings
+from sppg_backup.tasks.limits import ON_DATABASE, ON_FILES, one_at_a_time
 from sppg_backup.tasks.rekey import check_rotation, places, rekey_place, report_rekey, verify_place
 
 RECIPIENTS = Field(None, description="The new age public keys (age1...), comma-separated: the backups' only readers.")
@@ -34,14 +35,16 @@ def rekey_backups(
     results: list[dict[str, Any]] = []
     unreadable: list[str] = []
     try:
-        # 1. The current key opens the backups; the new keys are new.
-        check_rotation(settings, new, verify_identity)
-        count = len(places(settings))
-        # 2. Each storage re-encrypted, object by object (the storage, the local copies, the replicas).
-        results = [rekey_place(settings, index, new, dry_run) for index in range(count)]
-        # 3. With the new private key: every object read whole with it.
-        if verify_identity and not dry_run:
-            unreadable = [line for index in range(count) for line in verify_place(settings, index, verify_identity)]
+        # 0. One run at a time on this database, its backups and the file snapshots, whichever worker runs it.
+        with one_at_a_time(settings, ON_DATABASE, ON_FILES):
+            # 1. The current key opens the backups; the new keys are new.
+            check_rotation(settings, new, verify_identity)
+            count = len(places(settings))
+            # 2. Each storage re-encrypted, object by object (the storage, the local copies, the replicas).
+            results = [rekey_place(settings, index, new, dry_run) for index in range(count)]
+            # 3. With the new private key: every object read whole with it.
+            if verify_identity and not dry_run:
+                unreadable = [line for index in range(count) for line in verify_place(settings, index, verify_identity)]
     except BaseException as error:
         report_rekey(settings, new, results, unreadable, dry_run, error)
         raise

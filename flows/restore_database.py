@@ -15,6 +15,7 @@ from sppg_backup.settings import load_settings
 from sppg_backup.tasks.choices import DATABASE, offer_backups
 from sppg_backup.tasks.common import scratch_folder, step
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.limits import ON_DATABASE, one_at_a_time
 from sppg_backup.tasks.restore import (
     download_and_restore,
     plan_restore,
@@ -41,30 +42,32 @@ def restore_database(
     config_file: Text = CONFIG_PARAM,
 ) -> dict[str, Any]:
     settings = load_settings(config_file)
-    start_left_stopped(settings)  # what a killed run left stopped comes back first
     url = target_url(settings, request)
-    clean_leftovers(settings, servers=(url,))
     plan: RestorePlan | None = None
     safety: Manifest | None = None
     services: list[Service] = []
     try:
-        # 2. List available backups: choose one, and look at the target.
-        plan = step(plan_restore, settings, request)
-        if request.dry_run:
-            return report_restore(settings, request, plan)
-        # The download stays in this run's scratch folder after a failure, for the retry; it goes on success.
-        with scratch_folder(settings, keep_on_failure=True) as folder:
-            if plan.safety_backup:
-                safety = take_safety_backup(settings, url, plan)
-            # 1. Stop application services.
-            services = stop_services(settings, plan.services) if plan.services else []
-            # 3. Restore from backup.
-            kept = download_and_restore(settings, url, plan.manifest, keep_old=safety is None, folder=folder)
-            # 4. Verify restore.
-            verify_restore(settings, url, plan.manifest)
-        # 5. Restart application services.
-        if services:
-            start_services(settings, services)
+        # 0. One run at a time on the target database and the backups, whichever worker runs it.
+        with one_at_a_time(settings, ON_DATABASE, database_url=url):
+            start_left_stopped(settings)  # what a killed run left stopped comes back first
+            clean_leftovers(settings, servers=(url,))
+            # 2. List available backups: choose one, and look at the target.
+            plan = step(plan_restore, settings, request)
+            if request.dry_run:
+                return report_restore(settings, request, plan)
+            # The download stays in this run's scratch folder after a failure, for the retry; it goes on success.
+            with scratch_folder(settings, keep_on_failure=True) as folder:
+                if plan.safety_backup:
+                    safety = take_safety_backup(settings, url, plan)
+                # 1. Stop application services.
+                services = stop_services(settings, plan.services) if plan.services else []
+                # 3. Restore from backup.
+                kept = download_and_restore(settings, url, plan.manifest, keep_old=safety is None, folder=folder)
+                # 4. Verify restore.
+                verify_restore(settings, url, plan.manifest)
+            # 5. Restart application services.
+            if services:
+                start_services(settings, services)
     except BaseException as error:
         # 5. Restart application services, whatever happened.
         restarted = start_again(settings, services) if services else None

@@ -14,6 +14,7 @@ from sppg_backup.settings import load_settings
 from sppg_backup.tasks.common import step
 from sppg_backup.tasks.files import report_restore, restore_snapshot
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.limits import ON_FILES, one_at_a_time
 
 DEFAULTS = FilesRestoreRequest()  # a default, not None: the UI's form opens filled in
 REQUEST = (
@@ -24,9 +25,11 @@ REQUEST = (
 
 def _restore(kind: SnapshotKind, request: FilesRestoreRequest, config_file: str | None) -> dict[str, Any]:
     settings = load_settings(config_file)
-    clean_leftovers(settings)
     try:
-        result = step(restore_snapshot, settings, kind, request)
+        # 0. One run at a time on the file snapshots, whichever worker runs it.
+        with one_at_a_time(settings, ON_FILES):
+            clean_leftovers(settings)
+            result = step(restore_snapshot, settings, kind, request)
     except BaseException as error:
         report_restore(settings, kind, request, None, error)
         raise

@@ -26,6 +26,7 @@ from sppg_backup.tasks.full import (
     target_folder,
 )
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.limits import ON_DATABASE, ON_FILES, one_at_a_time
 from sppg_backup.tasks.restore import start_again, start_left_stopped, start_services, stop_services
 
 DEFAULTS = FullRestoreRequest()  # a default, not None: the UI's form opens filled in
@@ -41,36 +42,38 @@ def restore_full_system(
     config_file: Text = CONFIG_PARAM,
 ) -> dict[str, Any]:
     settings = load_settings(config_file)
-    clean_leftovers(settings)
-    start_left_stopped(settings)  # what a killed run left stopped comes back first
     services: list[Service] = []
     set_id = request.set_id or "the newest full-system backup"
     try:
-        full = step(choose_set, settings, request)
-        set_id = full.id
-        app_dir = target_folder(settings, request, full)
-        # The downloaded parts stay in this run's scratch folder after a failure, for the retry.
-        with scratch_folder(settings, keep_on_failure=True) as folder:
-            # 1. Download full backup (every part's sha256 is checked before anything changes).
-            stored = download_parts(settings, full, folder)
-            # 2. Stop all services.
-            names = find_services(settings)
-            services = stop_services(settings, names) if names else []
-            # 3. Restore application files.
-            restore_application(settings, stored["application"], app_dir)
-            # 4. Restore Docker images.
-            images = {p.name: restore_image(settings, stored[p.name], p.name) for p in full.part("image")}
-            # 5. Restore database (the restore-database flow, with its safety backup and checks).
-            restore_database(
-                RestoreRequest(
-                    backup_id=full.part("database")[0].ref,
-                    target_url=request.target_url,
-                    keep_services_running=True,
-                    confirm=True,
-                    safety_backup=request.safety_backup,
-                ),
-                config_file,
-            )
+        # 0. One run at a time on this database, its backups and the file snapshots, whichever worker runs it.
+        with one_at_a_time(settings, ON_DATABASE, ON_FILES):
+            clean_leftovers(settings)
+            start_left_stopped(settings)  # what a killed run left stopped comes back first
+            full = step(choose_set, settings, request)
+            set_id = full.id
+            app_dir = target_folder(settings, request, full)
+            # The downloaded parts stay in this run's scratch folder after a failure, for the retry.
+            with scratch_folder(settings, keep_on_failure=True) as folder:
+                # 1. Download full backup (every part's sha256 is checked before anything changes).
+                stored = download_parts(settings, full, folder)
+                # 2. Stop all services.
+                names = find_services(settings)
+                services = stop_services(settings, names) if names else []
+                # 3. Restore application files.
+                restore_application(settings, stored["application"], app_dir)
+                # 4. Restore Docker images.
+                images = {p.name: restore_image(settings, stored[p.name], p.name) for p in full.part("image")}
+                # 5. Restore database (the restore-database flow, with its safety backup and checks).
+                restore_database(
+                    RestoreRequest(
+                        backup_id=full.part("database")[0].ref,
+                        target_url=request.target_url,
+                        keep_services_running=True,
+                        confirm=True,
+                        safety_backup=request.safety_backup,
+                    ),
+                    config_file,
+                )
     except BaseException as error:
         restarted = "Nothing was stopped."
         if services:

@@ -23,6 +23,7 @@ from sppg_backup.tasks import pitr_replace as swapping
 from sppg_backup.tasks.base_checks import open_scratch
 from sppg_backup.tasks.common import scratch_folder, step
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.limits import ON_DATABASE, one_at_a_time
 from sppg_backup.tasks.pitr import (
     choose_base,
     discard,
@@ -50,11 +51,12 @@ def restore_pitr(
     config_file: Text = CONFIG_PARAM,
 ) -> dict[str, Any]:
     settings = load_settings(config_file)
-    clean_leftovers(settings)
-    start_left_stopped(settings)  # what a killed run left stopped (or half-swapped) comes back first
-    began = time.monotonic()
     try:
-        result = replace_database(settings, request, began) if request.replace else beside(settings, request, began)
+        with one_at_a_time(settings, ON_DATABASE):  # 0. One run at a time on this database and its backups.
+            clean_leftovers(settings)
+            start_left_stopped(settings)  # what a killed run left stopped (or half-swapped) comes back first
+            began = time.monotonic()
+            result = replace_database(settings, request, began) if request.replace else beside(settings, request, began)
     except BaseException as error:
         report_pitr(settings, request, None, error)
         raise

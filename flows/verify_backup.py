@@ -15,6 +15,7 @@ from sppg_backup.settings import load_settings
 from sppg_backup.tasks.choices import DATABASE, offer_backups
 from sppg_backup.tasks.common import scratch_folder, step
 from sppg_backup.tasks.leftovers import clean_leftovers
+from sppg_backup.tasks.limits import ON_DATABASE, one_at_a_time
 from sppg_backup.tasks.verify import (
     check_stored,
     fetch_archive,
@@ -36,21 +37,23 @@ def verify_backup(
 ) -> dict[str, Any]:
     """Verify the named backup, or the newest one when no id is given."""
     settings = load_settings(config_file)
-    clean_leftovers(settings, servers=(server_url(settings),))
     started = datetime.now(UTC)
     manifest: Manifest | None = None
     try:
-        # 1. Check the backup file (and its manifest) exists.
-        manifest = step(find_backup, settings, backup_id)
-        # 2. Check the backup file size.
-        step(check_stored, settings, manifest)
-        with scratch_folder(settings) as folder:
-            archive = folder / f"{manifest.id}.dump"
-            # 3. Verify backup integrity: sha256, decryption, pg_restore --list.
-            step(fetch_archive, settings, manifest, archive)
-            list_archive(settings, archive)
-            # 4. Test restore to a temporary database, then compare every table's row count.
-            test_restore(settings, manifest, archive)
+        # 0. One run at a time on this database and its backups, whichever worker runs it.
+        with one_at_a_time(settings, ON_DATABASE):
+            clean_leftovers(settings, servers=(server_url(settings),))
+            # 1. Check the backup file (and its manifest) exists.
+            manifest = step(find_backup, settings, backup_id)
+            # 2. Check the backup file size.
+            step(check_stored, settings, manifest)
+            with scratch_folder(settings) as folder:
+                archive = folder / f"{manifest.id}.dump"
+                # 3. Verify backup integrity: sha256, decryption, pg_restore --list.
+                step(fetch_archive, settings, manifest, archive)
+                list_archive(settings, archive)
+                # 4. Test restore to a temporary database, then compare every table's row count.
+                test_restore(settings, manifest, archive)
     except BaseException as error:
         if isinstance(error, CheckFailed):
             record_verification(settings, manifest, error, started)  # a verdict: the backup failed a check

@@ -29,6 +29,14 @@ class CheckFailed(PermanentError):
         self.check = check
 
 
+class Busy(BackupError):
+    """Another run has the database or catalog this run needs, and this one does not wait (or waited too long)."""
+
+
+class Skipped(Busy):
+    """A scheduled run that does not wait found another run at work (its next run comes soon)."""
+
+
 class Stopped(BackupError):
     """The run was told to stop (SIGTERM: systemd, a timeout, Cancel in the UI) before it finished."""
 

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     retries: int = Field(3, ge=0)
     retry_delay_seconds: float = Field(10.0, ge=0)
     lock_wait_timeout_seconds: int = Field(300, ge=1)
+    wait_for_other_run_minutes: float = Field(240, ge=0)  # another run on the same database or catalog: then fail
     dump_timeout_seconds: int = Field(6 * 3600, ge=60)
     gcp_credentials_block: str | None = None
     gcp_service_account_file: Path | None = None

@@ -346,10 +346,16 @@ SCHEDULER_EVERY_10_SECONDS = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": 
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `prefect server` process (SQLite) with the process work pool `sppg-backup`; its API URL."""
+    """A real `prefect server` process on its own PostgreSQL server (as in production: deployments/compose.yaml),
+    with the process work pool `sppg-backup`; its API URL."""
+    from sppg_backup.sandbox.clusters import Cluster, prefect_database
     from sppg_backup.sandbox.clusters import prefect_server as start_server
 
-    with start_server(tmp_path_factory.mktemp("prefect-home"), **SCHEDULER_EVERY_10_SECONDS) as api:
+    cluster = Cluster().start()
+    home = tmp_path_factory.mktemp("prefect-home")
+    with contextlib.ExitStack() as stack:
+        stack.callback(cluster.stop)
+        api = stack.enter_context(start_server(home, prefect_database(cluster), **SCHEDULER_EVERY_10_SECONDS))
         prefect = str(Path(sys.executable).with_name("prefect"))
         subprocess.run(
             [prefect, "work-pool", "create", "sppg-backup", "--type", "process"],

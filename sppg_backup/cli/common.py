@@ -18,6 +18,7 @@ from rich.console import Console
 
 from sppg_backup.cli import runs
 from sppg_backup.errors import BackupError, CheckFailed, ConfigError, Stopped
+from sppg_backup.ops.limits import LEASES_IN_FILES
 from sppg_backup.settings import ENV_PREFIX, Settings, load_settings
 
 app = typer.Typer(help="Backup and disaster recovery for ERP SPPG.", no_args_is_help=True, add_completion=False)
@@ -110,6 +111,7 @@ def main_options(
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "true")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault(*LEASES_IN_FILES)  # the temporary server a command starts (sppg_backup.ops.limits)
 
 
 def fail(exc: Exception) -> NoReturn:

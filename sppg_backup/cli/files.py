@@ -23,8 +23,10 @@ def _files(n: int) -> str:
     return f"{n} file" if n == 1 else f"{n} files"
 
 
-def _print_snapshot(result: dict[str, Any], as_json: bool) -> None:
-    if as_json:
+def _print_snapshot(result: dict[str, Any] | Any, as_json: bool) -> None:
+    if not isinstance(result, dict):  # a scheduled snapshot skipped while another ran (never one a command runs)
+        out.print("skipped: another snapshot was running", highlight=False)
+    elif as_json:
         print(json.dumps(result, indent=2))
     elif result.get("status") == "unchanged":
         out.print("nothing changed since the last snapshot; none taken", highlight=False)

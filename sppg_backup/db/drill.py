@@ -137,6 +137,11 @@ class Stopwatch:
         finally:
             self.steps[step] = round(time.monotonic() - began, 3)
 
+    def restart(self) -> None:
+        """Start timing again (after waiting for another run: that wait is not part of a restore)."""
+        self.started_at = datetime.now(UTC)
+        self._start = time.monotonic()
+
     def elapsed(self) -> float:
         return round(time.monotonic() - self._start, 3)
 

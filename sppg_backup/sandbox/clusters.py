@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from sppg_backup.db.postgres import PG_LIB
+from sppg_backup.ops.limits import LEASES_IN_FILES
 
 
 def default_bin_dir() -> Path:
@@ -239,21 +240,28 @@ def sample_database(cluster: Cluster, name: str, scale: int) -> str:
     return url
 
 
+def prefect_database(cluster: Cluster, name: str = "prefect") -> str:
+    """A database of its own for a Prefect server, as PREFECT_API_DATABASE_CONNECTION_URL wants it."""
+    url = cluster.create_database(name)
+    return url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
 @contextlib.contextmanager
-def prefect_server(home: Path, **settings: str) -> Iterator[str]:
-    """A real `prefect server` process (SQLite under `home`, extra PREFECT_* settings); yields its API URL.
-    Runs the CLI, imports nothing."""
+def prefect_server(home: Path, database: str | None = None, **settings: str) -> Iterator[str]:
+    """A real `prefect server` process (on the PostgreSQL `database` from prefect_database, else SQLite under
+    `home`; extra PREFECT_* settings); yields its API URL. Runs the CLI, imports nothing."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": api}
+    if database:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
     env["PREFECT_UI_API_URL"] = api  # else the UI in a browser looks for the API on port 4200
+    env.setdefault(*LEASES_IN_FILES)
     env.update(settings)
     prefect = str(Path(sys.executable).with_name("prefect"))
+    log = (home / "server.log").open("ab")
     proc = subprocess.Popen(
-        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=log
     )
     try:
         deadline = time.monotonic() + 90
@@ -263,9 +271,11 @@ def prefect_server(home: Path, **settings: str) -> Iterator[str]:
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("prefect server did not start") from None
+                    tail = (home / "server.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"prefect server did not start:\n{tail}") from None
                 time.sleep(0.5)
         yield api
     finally:
         proc.terminate()
         proc.wait(30)
+        log.close()
