@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from sppg_backup.sandbox.clusters import wait_for
 from tests.helpers import free_port
 
 
@@ -33,16 +33,11 @@ def emulator() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/storage/v1/b?project=x", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("gcs emulator did not start") from None
-            time.sleep(0.1)
+    try:
+        wait_for(url + "/storage/v1/b?project=x", proc)
+    except RuntimeError:
+        proc.kill()
+        raise
     try:
         yield url, proc
     finally:

@@ -240,6 +240,20 @@ def sample_database(cluster: Cluster, name: str, scale: int) -> str:
     return url
 
 
+def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path | None = None, seconds: float = 30) -> None:
+    """Until `url` answers: a RuntimeError (with the end of `log`) when `proc` ends or time runs out first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+                raise RuntimeError(f"{url} did not answer:\n{tail}") from None
+            time.sleep(0.2)
+
+
 def prefect_database(cluster: Cluster, name: str = "prefect") -> str:
     """A database of its own for a Prefect server, as PREFECT_API_DATABASE_CONNECTION_URL wants it."""
     url = cluster.create_database(name)
@@ -264,16 +278,7 @@ def prefect_server(home: Path, database: str | None = None, **settings: str) -> 
         [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=log
     )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(api + "/health", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    tail = (home / "server.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"prefect server did not start:\n{tail}") from None
-                time.sleep(0.5)
+        wait_for(api + "/health", proc, home / "server.log", 90)
         yield api
     finally:
         proc.terminate()
