@@ -11,13 +11,15 @@ from sppg_backup.settings import load_settings
 from sppg_backup.tasks.backup import summary
 from sppg_backup.tasks.base import check_replication, publish_base, report_base, take_base_backup
 from sppg_backup.tasks.base_checks import skipped
-from sppg_backup.tasks.common import step
+from sppg_backup.tasks.common import run_name, step
 from sppg_backup.tasks.leftovers import clean_leftovers
 from sppg_backup.tasks.limits import ON_DATABASE, one_at_a_time
 from sppg_backup.tasks.replicate import replicate_new
 
 
-@flow(name="backup-base", description="pg_basebackup, compress, encrypt, checksum, upload, list.")
+@flow(
+    name="backup-base", description="pg_basebackup, compress, encrypt, checksum, upload, list.", flow_run_name=run_name
+)
 def backup_base(
     config_file: Text = CONFIG_PARAM,
     only_with_pitr: bool = ONLY_WITH_PITR,

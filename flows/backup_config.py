@@ -11,14 +11,18 @@ from sppg_backup.errors import Skipped
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.choices import offer_backups
-from sppg_backup.tasks.common import step
+from sppg_backup.tasks.common import run_name, step
 from sppg_backup.tasks.files import report_snapshot, take_snapshot
 from sppg_backup.tasks.leftovers import clean_leftovers
 from sppg_backup.tasks.limits import ON_FILES, one_at_a_time, scheduled, skipped
 from sppg_backup.tasks.replicate import replicate_new
 
 
-@flow(name="backup-config", description="Snapshot CONFIG_PATHS (compose file, .env, nginx/) when they changed.")
+@flow(
+    name="backup-config",
+    description="Snapshot CONFIG_PATHS (compose file, .env, nginx/) when they changed.",
+    flow_run_name=run_name,
+)
 def backup_config(config_file: Text = CONFIG_PARAM) -> dict[str, Any] | State[Any]:
     settings = load_settings(config_file)
     try:

@@ -18,13 +18,17 @@ from sppg_backup.tasks.backup import (
     summary,
 )
 from sppg_backup.tasks.choices import DATABASE, offer_backups
-from sppg_backup.tasks.common import step
+from sppg_backup.tasks.common import run_name, step
 from sppg_backup.tasks.leftovers import clean_leftovers
 from sppg_backup.tasks.limits import ON_DATABASE, one_at_a_time
 from sppg_backup.tasks.replicate import replicate_new
 
 
-@flow(name="backup-database", description="Dump, compress, encrypt, checksum, upload, prune, notify.")
+@flow(
+    name="backup-database",
+    description="Dump, compress, encrypt, checksum, upload, prune, notify.",
+    flow_run_name=run_name,
+)
 def backup_database(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     listed = None

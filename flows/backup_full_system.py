@@ -12,7 +12,7 @@ from sppg_backup.settings import load_settings
 from sppg_backup.tasks.backup import dump_database, publish_backup
 from sppg_backup.tasks.base import check_replication, publish_base, report_base, take_base_backup
 from sppg_backup.tasks.choices import FULL, offer_backups
-from sppg_backup.tasks.common import step
+from sppg_backup.tasks.common import run_name, step
 from sppg_backup.tasks.files import take_snapshot
 from sppg_backup.tasks.full import (
     backup_application,
@@ -28,7 +28,11 @@ from sppg_backup.tasks.limits import ON_DATABASE, ON_FILES, one_at_a_time
 from sppg_backup.tasks.replicate import replicate_new
 
 
-@flow(name="backup-full-system", description="Database, application files, Docker images and config as one set.")
+@flow(
+    name="backup-full-system",
+    description="Database, application files, Docker images and config as one set.",
+    flow_run_name=run_name,
+)
 def backup_full_system(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     started = datetime.now(UTC)

@@ -13,6 +13,7 @@ from sppg_backup.db.cloudsql import refuse_unconfirmed
 from sppg_backup.forms import CONFIG_PARAM, Text, WibTime
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.cloudsql import clone_instance, list_backups, report_cloudsql, restore_backup
+from sppg_backup.tasks.common import run_name
 
 BACKUP = Field(
     None, description="The backup run id (see the cloudsql-backups flow, or `sppg-backup cloudsql backups`)."
@@ -22,12 +23,16 @@ NAME = Field(None, description="The new instance's name, e.g. erp-sppg-db-restor
 WHEN = Field(None, description="The moment to clone, in WIB, e.g. 2026-12-01 10:30:59 (the second before a mistake).")
 
 
-@flow(name="cloudsql-backups", description="The Cloud SQL instance's backups, newest first.")
+@flow(name="cloudsql-backups", description="The Cloud SQL instance's backups, newest first.", flow_run_name=run_name)
 def cloudsql_backups(config_file: Text = CONFIG_PARAM) -> list[dict[str, Any]]:
     return list_backups(load_settings(config_file))
 
 
-@flow(name="cloudsql-restore", description="Restore a Cloud SQL backup onto the instance (its data is replaced).")
+@flow(
+    name="cloudsql-restore",
+    description="Restore a Cloud SQL backup onto the instance (its data is replaced).",
+    flow_run_name=run_name,
+)
 def cloudsql_restore(
     backup_id: Text = BACKUP, confirm: bool = CONFIRM, config_file: Text = CONFIG_PARAM
 ) -> dict[str, Any]:
@@ -43,7 +48,11 @@ def cloudsql_restore(
     return result
 
 
-@flow(name="cloudsql-clone", description="Clone the Cloud SQL instance to a point in time, into a new instance.")
+@flow(
+    name="cloudsql-clone",
+    description="Clone the Cloud SQL instance to a point in time, into a new instance.",
+    flow_run_name=run_name,
+)
 def cloudsql_clone(
     name: Text = NAME, point_in_time: WibTime = WHEN, config_file: Text = CONFIG_PARAM
 ) -> dict[str, Any]:

@@ -12,12 +12,16 @@ from sppg_backup.settings import load_settings
 from sppg_backup.tasks.backup import prune_backups as prune_task
 from sppg_backup.tasks.backup import report_prune
 from sppg_backup.tasks.choices import FULL, offer_backups
-from sppg_backup.tasks.common import step
+from sppg_backup.tasks.common import run_name, step
 from sppg_backup.tasks.leftovers import clean_leftovers
 from sppg_backup.tasks.limits import ON_DATABASE, one_at_a_time
 
 
-@flow(name="prune-backups", description="Delete backups past retention; never the newest good one.")
+@flow(
+    name="prune-backups",
+    description="Delete backups past retention; never the newest good one.",
+    flow_run_name=run_name,
+)
 def prune_backups(dry_run: bool = DRY_RUN_PARAM, config_file: Text = CONFIG_PARAM) -> list[dict[str, Any]]:
     settings = load_settings(config_file)
     try:

@@ -9,13 +9,17 @@ from prefect import flow
 from sppg_backup.forms import CONFIG_PARAM, DRY_RUN_PARAM, Text
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.choices import offer_backups
-from sppg_backup.tasks.common import step
+from sppg_backup.tasks.common import run_name, step
 from sppg_backup.tasks.files import prune_snapshots, report_prune, report_snapshot
 from sppg_backup.tasks.leftovers import clean_leftovers
 from sppg_backup.tasks.limits import ON_FILES, one_at_a_time
 
 
-@flow(name="prune-file-snapshots", description="Delete file snapshots past retention and blobs nothing refers to.")
+@flow(
+    name="prune-file-snapshots",
+    description="Delete file snapshots past retention and blobs nothing refers to.",
+    flow_run_name=run_name,
+)
 def prune_file_snapshots(dry_run: bool = DRY_RUN_PARAM, config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     try:

@@ -11,6 +11,7 @@ from sppg_backup.db.recovery import RestoreRequest
 from sppg_backup.flows.restore_database import restore_database
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
+from sppg_backup.tasks.common import run_name
 from sppg_backup.tasks.restore import find_errors, newest_verified, report_corruption
 
 
@@ -44,6 +45,7 @@ REQUEST = "Tick dry run first to see the errors found and the plan; then tick co
 @flow(
     name="recover-database-corruption",
     description="Scenario 1: errors in the logs, restore the newest verified backup, check users, restart.",
+    flow_run_name=run_name,
 )
 def recover_database_corruption(
     request: CorruptionRecovery = Field(DEFAULTS, description=REQUEST),  # noqa: B008 - Prefect reads Field defaults

@@ -16,7 +16,7 @@ from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.full.recover import Plan, RecoverRequest
 from sppg_backup.full.system import FullSet
 from sppg_backup.settings import Settings, load_settings
-from sppg_backup.tasks.common import scratch_folder, step
+from sppg_backup.tasks.common import run_name, scratch_folder, step
 from sppg_backup.tasks.full import check_health, download_parts, restore_application, restore_image
 from sppg_backup.tasks.limits import ON_DATABASE, ON_FILES, one_at_a_time
 from sppg_backup.tasks.pitr import smoke_checks
@@ -37,7 +37,11 @@ DEFAULTS = RecoverRequest()
 REQUEST = "The storage (or the DR replica), the key file, and optionally the set and the time; tick confirm."
 
 
-@flow(name="recover-server", description="A new server from the storage and the key: files, images, database, stack.")
+@flow(
+    name="recover-server",
+    description="A new server from the storage and the key: files, images, database, stack.",
+    flow_run_name=run_name,
+)
 def recover_server(
     request: RecoverRequest = Field(DEFAULTS, description=REQUEST),  # noqa: B008 - Prefect reads Field defaults
     config_file: Text = CONFIG_PARAM,

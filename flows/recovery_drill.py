@@ -15,7 +15,7 @@ from sppg_backup.physical import pitr
 from sppg_backup.physical.pitr import PitrRequest
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.base_checks import newest_recoverable, open_scratch, skipped, stop_scratch
-from sppg_backup.tasks.common import scratch_folder, step
+from sppg_backup.tasks.common import run_name, scratch_folder, step
 from sppg_backup.tasks.drill import (
     create_test_database,
     drop_test_database,
@@ -30,7 +30,11 @@ from sppg_backup.tasks.pitr import list_wal, recover, unpack_base
 from sppg_backup.tasks.verify import fetch_archive, find_backup, server_url
 
 
-@flow(name="recovery-drill", description="Restore the newest backup as a disaster would; measure RTO and RPO.")
+@flow(
+    name="recovery-drill",
+    description="Restore the newest backup as a disaster would; measure RTO and RPO.",
+    flow_run_name=run_name,
+)
 def recovery_drill(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     watch = Stopwatch()
@@ -78,7 +82,11 @@ def recovery_drill(config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     return result.model_dump(mode="json")
 
 
-@flow(name="recovery-drill-pitr", description="Recover the newest base backup and all WAL after it; RTO and RPO.")
+@flow(
+    name="recovery-drill-pitr",
+    description="Recover the newest base backup and all WAL after it; RTO and RPO.",
+    flow_run_name=run_name,
+)
 def recovery_drill_pitr(config_file: Text = CONFIG_PARAM, only_with_pitr: bool = ONLY_WITH_PITR) -> dict[str, Any]:
     """The physical drill: what a disaster now would get back, timed from the start until it passed its checks."""
     settings = load_settings(config_file)

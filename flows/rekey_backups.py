@@ -12,6 +12,7 @@ from pydantic import Field
 from sppg_backup.errors import CheckFailed, ConfigError
 from sppg_backup.forms import CONFIG_PARAM, DRY_RUN_PARAM, Text
 from sppg_backup.settings import load_settings
+from sppg_backup.tasks.common import run_name
 from sppg_backup.tasks.limits import ON_DATABASE, ON_FILES, one_at_a_time
 from sppg_backup.tasks.rekey import check_rotation, places, rekey_place, report_rekey, verify_place
 
@@ -20,7 +21,11 @@ CONFIRM = Field(False, description="Tick to confirm: every encrypted backup is r
 VERIFY = Field(None, description="The new private key file: every rewritten object is then read whole with it.")
 
 
-@flow(name="rekey-backups", description="Re-encrypt every backup to new age keys; the old key reads nothing after.")
+@flow(
+    name="rekey-backups",
+    description="Re-encrypt every backup to new age keys; the old key reads nothing after.",
+    flow_run_name=run_name,
+)
 def rekey_backups(
     recipients: Text = RECIPIENTS,
     dry_run: bool = DRY_RUN_PARAM,

@@ -11,12 +11,17 @@ from pydantic import Field
 from sppg_backup.errors import CheckFailed
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
+from sppg_backup.tasks.common import run_name
 from sppg_backup.tasks.replicate import replicate_to, report_replication
 
 VERIFY = Field(False, description="Read every copy on the replicas back and copy a damaged one again (slow).")
 
 
-@flow(name="replicate-backups", description="Copy what the replicas lack, checked; manifests last; never deletes.")
+@flow(
+    name="replicate-backups",
+    description="Copy what the replicas lack, checked; manifests last; never deletes.",
+    flow_run_name=run_name,
+)
 def replicate_backups(verify: bool = VERIFY, config_file: Text = CONFIG_PARAM) -> dict[str, Any]:
     settings = load_settings(config_file)
     if not settings.replica_urls:

@@ -13,7 +13,7 @@ from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.ops.containers import Service
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.choices import DATABASE, offer_backups
-from sppg_backup.tasks.common import scratch_folder, step
+from sppg_backup.tasks.common import run_name, scratch_folder, step
 from sppg_backup.tasks.leftovers import clean_leftovers
 from sppg_backup.tasks.limits import ON_DATABASE, one_at_a_time
 from sppg_backup.tasks.restore import (
@@ -36,7 +36,11 @@ REQUEST = (
 )
 
 
-@flow(name="restore-database", description="Stop services, restore a backup, verify it, start services.")
+@flow(
+    name="restore-database",
+    description="Stop services, restore a backup, verify it, start services.",
+    flow_run_name=run_name,
+)
 def restore_database(
     request: RestoreRequest = Field(DEFAULTS, description=REQUEST),  # noqa: B008 - Prefect reads Field defaults
     config_file: Text = CONFIG_PARAM,

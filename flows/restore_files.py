@@ -11,7 +11,7 @@ from sppg_backup.files.restore import FilesRestoreRequest
 from sppg_backup.files.snapshots import SnapshotKind
 from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.settings import load_settings
-from sppg_backup.tasks.common import step
+from sppg_backup.tasks.common import run_name, step
 from sppg_backup.tasks.files import report_restore, restore_snapshot
 from sppg_backup.tasks.leftovers import clean_leftovers
 from sppg_backup.tasks.limits import ON_FILES, one_at_a_time
@@ -37,7 +37,7 @@ def _restore(kind: SnapshotKind, request: FilesRestoreRequest, config_file: str 
     return result.model_dump(mode="json")
 
 
-@flow(name="restore-files", description="Restore uploaded files from a snapshot into a folder.")
+@flow(name="restore-files", description="Restore uploaded files from a snapshot into a folder.", flow_run_name=run_name)
 def restore_files(
     request: FilesRestoreRequest = Field(DEFAULTS, description=REQUEST),  # noqa: B008 - Prefect reads Field defaults
     config_file: Text = CONFIG_PARAM,
@@ -45,7 +45,11 @@ def restore_files(
     return _restore("files", request, config_file)
 
 
-@flow(name="restore-config", description="Restore the configuration files from a snapshot into a folder.")
+@flow(
+    name="restore-config",
+    description="Restore the configuration files from a snapshot into a folder.",
+    flow_run_name=run_name,
+)
 def restore_config(
     request: FilesRestoreRequest = Field(DEFAULTS, description=REQUEST),  # noqa: B008
     config_file: Text = CONFIG_PARAM,

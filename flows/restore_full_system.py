@@ -13,7 +13,7 @@ from sppg_backup.forms import CONFIG_PARAM, Text
 from sppg_backup.full.system import FullRestoreRequest
 from sppg_backup.ops.containers import Service
 from sppg_backup.settings import load_settings
-from sppg_backup.tasks.common import scratch_folder, step
+from sppg_backup.tasks.common import run_name, scratch_folder, step
 from sppg_backup.tasks.full import (
     check_health,
     choose_set,
@@ -36,7 +36,11 @@ REQUEST = (
 )
 
 
-@flow(name="restore-full-system", description="Download a full set, stop services, restore everything, verify.")
+@flow(
+    name="restore-full-system",
+    description="Download a full set, stop services, restore everything, verify.",
+    flow_run_name=run_name,
+)
 def restore_full_system(
     request: FullRestoreRequest = Field(DEFAULTS, description=REQUEST),  # noqa: B008 - Prefect reads Field defaults
     config_file: Text = CONFIG_PARAM,

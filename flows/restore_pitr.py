@@ -21,7 +21,7 @@ from sppg_backup.physical.replace import Place
 from sppg_backup.settings import Settings, load_settings
 from sppg_backup.tasks import pitr_replace as swapping
 from sppg_backup.tasks.base_checks import open_scratch
-from sppg_backup.tasks.common import scratch_folder, step
+from sppg_backup.tasks.common import run_name, scratch_folder, step
 from sppg_backup.tasks.leftovers import clean_leftovers
 from sppg_backup.tasks.limits import ON_DATABASE, one_at_a_time
 from sppg_backup.tasks.pitr import (
@@ -45,7 +45,11 @@ REQUEST = (
 )
 
 
-@flow(name="restore-pitr", description="Base backup, WAL, recovery to a point in time, into a new data directory.")
+@flow(
+    name="restore-pitr",
+    description="Base backup, WAL, recovery to a point in time, into a new data directory.",
+    flow_run_name=run_name,
+)
 def restore_pitr(
     request: PitrRequest = Field(DEFAULT, description=REQUEST),  # noqa: B008 - Prefect reads Field defaults
     config_file: Text = CONFIG_PARAM,

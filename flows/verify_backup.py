@@ -13,7 +13,7 @@ from sppg_backup.errors import CheckFailed
 from sppg_backup.forms import CONFIG_PARAM, Choice, Text
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.choices import DATABASE, offer_backups
-from sppg_backup.tasks.common import scratch_folder, step
+from sppg_backup.tasks.common import run_name, scratch_folder, step
 from sppg_backup.tasks.leftovers import clean_leftovers
 from sppg_backup.tasks.limits import ON_DATABASE, one_at_a_time
 from sppg_backup.tasks.verify import (
@@ -30,7 +30,11 @@ from sppg_backup.tasks.verify import (
 BACKUP = "The backup to verify (its id, as in `sppg-backup list`). Leave empty for the newest backup."
 
 
-@flow(name="verify-backup", description="Prove a backup restores: checksum, decrypt, pg_restore --list, test restore.")
+@flow(
+    name="verify-backup",
+    description="Prove a backup restores: checksum, decrypt, pg_restore --list, test restore.",
+    flow_run_name=run_name,
+)
 def verify_backup(
     backup_id: Choice = Field(None, description=BACKUP),  # noqa: B008 - Prefect reads Field defaults
     config_file: Text = CONFIG_PARAM,

@@ -14,7 +14,7 @@ from sppg_backup.forms import CONFIG_PARAM, ONLY_WITH_PITR, Text
 from sppg_backup.physical import pitr
 from sppg_backup.settings import load_settings
 from sppg_backup.tasks.base_checks import find_base, open_scratch, skipped, start_scratch, stop_scratch, verify_files
-from sppg_backup.tasks.common import scratch_folder, step
+from sppg_backup.tasks.common import run_name, scratch_folder, step
 from sppg_backup.tasks.leftovers import clean_leftovers
 from sppg_backup.tasks.limits import ON_DATABASE, one_at_a_time
 from sppg_backup.tasks.pitr import smoke_checks, unpack_base
@@ -23,7 +23,11 @@ from sppg_backup.tasks.verify import check_stored, record_verification, report_v
 BACKUP = "The base backup to verify (its id, as in `sppg-backup list --kind base`). Leave empty for the newest."
 
 
-@flow(name="verify-base-backup", description="Prove a base backup starts: sha256, pg_verifybackup, start, checks.")
+@flow(
+    name="verify-base-backup",
+    description="Prove a base backup starts: sha256, pg_verifybackup, start, checks.",
+    flow_run_name=run_name,
+)
 def verify_base_backup(
     backup_id: Text = Field(None, description=BACKUP),  # noqa: B008 - Prefect reads Field defaults
     config_file: Text = CONFIG_PARAM,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -23,6 +24,10 @@ from pydantic_settings import (
 from sppg_backup.errors import ConfigError
 
 ENV_PREFIX = "SPPG_BACKUP_"
+INSTANCE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
+# What an instance keeps apart from the others of the same install: its catalog in storage (and on the replicas), its
+# local copies, its state. Each gets the instance's name as a last folder (unless it already ends with it).
+INSTANCE_PLACES = ("storage_url", "replica_urls", "local_dir", "state_dir", "wal_dir")
 CommaList = Annotated[list[str], NoDecode]
 
 
@@ -46,6 +51,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
+    # One ERP SPPG instance of several backed up from one install (see `sppg-backup deployments --instances`).
+    instance: str | None = None
     database_url: str = "postgresql://postgres@localhost:5432/erp_sppg"
     storage_url: str = "file:///var/lib/sppg-backup/storage"
     replica_urls: CommaList = []  # copies of the storage in another region (file:// or gs://), kept by replicate
@@ -143,6 +150,15 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
 
+    @field_validator("instance", mode="before")
+    @classmethod
+    def _check_instance(cls, value: Any) -> Any:
+        if value in ("", None):
+            return None
+        if not isinstance(value, str) or not re.match(INSTANCE_PATTERN, value):
+            raise ValueError("an instance name is lower-case letters, digits and '-' (site-a), at most 40")
+        return value
+
     @field_validator("uploads_dir", "app_dir", mode="before")
     @classmethod
     def _check_directory(cls, value: Any) -> Any:
@@ -239,6 +255,21 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is a folder, not a file")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _instance_places(cls, data: Any) -> Any:
+        instance = data.get("instance") if isinstance(data, dict) else None
+        if not isinstance(instance, str) or not re.match(INSTANCE_PATTERN, instance):
+            return data  # none, or refused by the field's own check
+        data = dict(data)
+        for name in INSTANCE_PLACES:
+            value = data.get(name, cls.model_fields[name].default)
+            if name == "replica_urls":
+                data[name] = [in_instance(url, instance) for url in _split_commas(value or [])]
+            elif value not in (None, ""):
+                data[name] = in_instance(str(value), instance)
+        return data
+
     @model_validator(mode="after")
     def _check_level(self) -> Settings:
         if self.compression == "gzip" and self.compression_level is not None and self.compression_level > 9:
@@ -313,6 +344,25 @@ def _storage_url(value: str) -> str:
     raise ValueError("must be file:///absolute/path or gs://bucket/prefix")
 
 
+def in_instance(place: str, instance: str) -> str:
+    """`place` (a path or a storage URL) with the instance's folder last: `gs://b/backups` -> `gs://b/backups/site-a`."""
+    parts = urlsplit(place)
+    path = (parts.path if parts.scheme else place).rstrip("/")
+    if path.rsplit("/", 1)[-1] == instance:
+        return place
+    if not parts.scheme:
+        return f"{path}/{instance}"
+    return parts._replace(path=f"{path}/{instance}").geturl()
+
+
+def _file_instance(path: Path) -> str | None:
+    try:
+        found = tomllib.loads(path.read_text()).get("instance")
+    except (OSError, ValueError):
+        return None  # the settings source reports what is wrong with the file
+    return found if isinstance(found, str) else None
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Read settings from overrides, environment, then the TOML file; raise ConfigError naming the bad one."""
     path = config_file or os.environ.get(ENV_PREFIX + "CONFIG") or None
@@ -321,6 +371,10 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     unknown = sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and n not in KNOWN_VARIABLES)
     if unknown:  # a typo would otherwise leave the default in force, unnoticed (TOML keys are checked too)
         raise ConfigError(f"unknown setting {unknown[0]}: no such setting; `sppg-backup config show` lists them")
+    given = os.environ.get(ENV_PREFIX + "INSTANCE")
+    in_file = _file_instance(Path(path)) if path else None
+    if given and in_file and in_file != given:  # a run of one instance handed another's settings file
+        raise ConfigError(f"config file {path} is the settings of instance {in_file}, not of {given}")
     try:
         if not path:
             return Settings(**overrides)

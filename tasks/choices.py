@@ -22,6 +22,7 @@ from sppg_backup.display import human_size
 from sppg_backup.files import snapshots
 from sppg_backup.forms import NEWEST, NEWEST_SET, NEWEST_SNAPSHOT
 from sppg_backup.full import system
+from sppg_backup.instances import belongs
 from sppg_backup.settings import Settings
 from sppg_backup.storage import Storage
 from sppg_backup.tasks.common import destinations
@@ -105,6 +106,7 @@ def offer_backups(settings: Settings, flows: tuple[str, ...] = tuple(MENUS)) -> 
         updated = 0
         with get_client(sync_client=True) as client:
             found = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=list(flows))))
+            found = [d for d in found if belongs(d.tags, settings.instance)]  # never another instance's form
             if not found:
                 return 0
             names = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from prefect.utilities.hashing import hash_objects
 from sppg_backup.errors import TransientError
 from sppg_backup.ops import scratch
 from sppg_backup.ops.audit import AuditTrail, actor
-from sppg_backup.settings import Settings
+from sppg_backup.settings import ENV_PREFIX, Settings, load_settings
 from sppg_backup.storage.destinations import Destinations, open_destinations
 from sppg_backup.tasks.credentials import gcp_credentials
 
@@ -57,6 +58,20 @@ def step(task: Task[..., R], settings: Settings, *args: Any, timeout_seconds: fl
     if timeout_seconds is not None:
         retried = retried.with_options(timeout_seconds=timeout_seconds)
     return retried(settings, *args, **kwargs)
+
+
+def run_name() -> str:
+    """The run's name with its instance first (`site-a: gleeful-cuckoo`): the UI's lists tell instances apart."""
+    name = flow_run.get_name() or ""
+    instance = os.environ.get(ENV_PREFIX + "INSTANCE")
+    if not instance:
+        try:  # a host whose one settings file names its instance
+            instance = load_settings((flow_run.get_parameters() or {}).get("config_file") or None).instance
+        except Exception:
+            return name  # the flow itself reports bad settings
+    if not instance or name.startswith(f"{instance}: "):
+        return name
+    return f"{instance}: {name}"
 
 
 def who() -> dict[str, str]:

@@ -25,12 +25,13 @@ from sppg_backup.db.catalog import list_backups
 from sppg_backup.display import shown_time
 from sppg_backup.errors import BackupError
 from sppg_backup.files import snapshots
-from sppg_backup.ops import health, metrics, notify, replicas, report, schedules, stopped
+from sppg_backup.instances import belongs
+from sppg_backup.ops import health, notify, replicas, report, schedules, stopped
 from sppg_backup.physical import receiver
 from sppg_backup.settings import Settings, mask_url
 from sppg_backup.tasks.common import destinations
 from sppg_backup.tasks.leftovers import leftovers
-from sppg_backup.tasks.reporting import routes, tell
+from sppg_backup.tasks.reporting import measure, routes, tell
 
 
 @task(name="evaluate-health", cache_policy=NO_CACHE, timeout_seconds=600)
@@ -57,15 +58,8 @@ def evaluate_health(settings: Settings) -> list[health.Alert]:
     alerts += replica_alerts(settings, now)
     alerts += key_alerts(settings, regular, now)
     for usage in usages:
-        metrics.record(
-            {"location": usage.location},
-            {"backup_storage_used_ratio": round(usage.ratio, 4)},
-            settings.metrics_file,
-            settings.pushgateway_url,
-        )
-    metrics.record(
-        {"kind": "db"}, {"backup_health_alerts": len(alerts)}, settings.metrics_file, settings.pushgateway_url
-    )
+        measure(settings, {"location": usage.location}, {"backup_storage_used_ratio": round(usage.ratio, 4)})
+    measure(settings, {"kind": "db"}, {"backup_health_alerts": len(alerts)})
     for alert in alerts:
         get_run_logger().warning("ALERT %s: %s", alert.name, alert.summary)
     return alerts
@@ -78,7 +72,7 @@ def key_alerts(settings: Settings, backups: list[Any], now: datetime) -> list[he
     since = health.key_in_use_since(backups, settings.age_recipients)
     if since is not None:
         age = {"backup_encryption_key_age_seconds": (now - since).total_seconds()}
-        metrics.record({"kind": "db"}, age, settings.metrics_file, settings.pushgateway_url)
+        measure(settings, {"kind": "db"}, age)
     alert = health.key_alert(since, now, settings.key_max_age_days)
     return [alert] if alert else []
 
@@ -105,9 +99,7 @@ def replica_alerts(settings: Settings, now: datetime) -> list[health.Alert]:
                         f"({lag / 3600:.1f} h behind, more than {settings.replica_max_lag_hours:g} h)",
                     )
                 )
-        metrics.record(
-            {"replica": shown}, {"backup_replica_lag_seconds": lag}, settings.metrics_file, settings.pushgateway_url
-        )
+        measure(settings, {"replica": shown}, {"backup_replica_lag_seconds": lag})
     return alerts
 
 
@@ -128,7 +120,7 @@ def wal_alerts(settings: Settings, now: datetime) -> list[health.Alert]:
         values["backup_wal_last_archived_timestamp"] = newest.timestamp()
     if facts["slot_retained_bytes"] is not None:
         values["backup_wal_slot_retained_bytes"] = facts["slot_retained_bytes"]
-    metrics.record({"kind": "wal"}, values, settings.metrics_file, settings.pushgateway_url)
+    measure(settings, {"kind": "wal"}, values)
     limits = health.WalLimits(settings.wal_stall_minutes, settings.slot_max_retained_bytes, settings.base_max_age_days)
     return health.pitr_alerts(found, now, limits, settings.replication_slot)
 
@@ -160,14 +152,15 @@ def schedule_alerts(settings: Settings, now: datetime) -> list[health.Alert]:
     server = PREFECT_API_URL.value()
     if not settings.scheduled_flows or not server:
         return []
-    found = [read_scheduled_runs(flow, now) for flow in settings.scheduled_flows]
+    found = [read_scheduled_runs(flow, now, settings.instance) for flow in settings.scheduled_flows]
     return schedules.schedule_alerts(found, now, settings.zone, server)
 
 
-def read_scheduled_runs(flow: str, now: datetime) -> schedules.ScheduledRuns:
-    """The flow's deployments, its next Scheduled run and its newest scheduled run that is due by now."""
+def read_scheduled_runs(flow: str, now: datetime, instance: str | None = None) -> schedules.ScheduledRuns:
+    """The flow's deployments (the instance's), its next Scheduled run and its newest scheduled run due by now."""
     with get_client(sync_client=True) as client:
         deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])))
+        deployments = [d for d in deployments if belongs(d.tags, instance)]
         if not deployments:
             return schedules.ScheduledRuns(flow, 0)
         of_them = DeploymentFilter(id=DeploymentFilterId(any_=[d.id for d in deployments]))

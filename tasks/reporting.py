@@ -39,7 +39,15 @@ class Measures:
 
 
 def routes(settings: Settings) -> notify.Routes:
-    return notify.Routes(settings.notify_urls, settings.notify_warning_urls, settings.notify_critical_urls)
+    return notify.Routes(
+        settings.notify_urls, settings.notify_warning_urls, settings.notify_critical_urls, settings.instance
+    )
+
+
+def measure(settings: Settings, labels: dict[str, str], values: dict[str, float]) -> None:
+    """Set metrics (with the instance's label, when one of several); never raises."""
+    labels = metrics.with_instance(labels, settings.instance)
+    metrics.record(labels, values, settings.metrics_file, settings.pushgateway_url)
 
 
 def tell(
@@ -62,7 +70,7 @@ def tell(
             log.warning("cannot write the audit trail: %s", exc)
             problems.append(f"the audit record was not written ({exc})")
     if measures is not None:
-        metrics.record(measures.labels, measures.values, settings.metrics_file, settings.pushgateway_url)
+        measure(settings, measures.labels, measures.values)
     if told is None:
         return
     if problems:

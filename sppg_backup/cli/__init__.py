@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from sppg_backup.cli import cloudsql, db, files, full, listing, ops, physical, recover, runs  # noqa: F401  (each registers its commands)
+from sppg_backup.cli import cloudsql, db, deploy, files, full, listing, ops, physical, recover, runs  # noqa: F401  (each registers its commands)
 from sppg_backup.cli.common import app
 
 

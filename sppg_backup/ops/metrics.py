@@ -33,6 +33,12 @@ HELP = {
 
 
 Labels = tuple[tuple[str, str], ...]
+INSTANCE_LABEL = "erp_instance"  # not `instance`: Prometheus gives that label to every scraped target
+
+
+def with_instance(labels: dict[str, str], instance: str | None) -> dict[str, str]:
+    """The labels of one of several ERP instances' metrics: their series stay apart in one file or Pushgateway."""
+    return {**labels, INSTANCE_LABEL: instance} if instance else labels
 
 
 def _load(path: Path) -> dict[tuple[str, Labels], float]:

@@ -50,6 +50,7 @@ class Routes:
     every: list[str] = field(default_factory=list)
     warning: list[str] = field(default_factory=list)
     critical: list[str] = field(default_factory=list)
+    instance: str | None = None  # one of several ERP instances: its name opens every title
 
     def tagged(self) -> list[tuple[str, list[str]]]:
         """Each URL with the severities it is told (apprise tags)."""
@@ -82,6 +83,8 @@ def send(routes: Routes, title: str, body: str, ok: bool, severity: str | None =
             delivered = False
     if len(sender) == 0:
         return False
+    if routes.instance:
+        title = f"[{routes.instance}] {title}"
     kind = apprise.NotifyType.SUCCESS if ok else apprise.NotifyType.WARNING
     if not ok and level == "critical":
         kind = apprise.NotifyType.FAILURE

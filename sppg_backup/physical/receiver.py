@@ -189,7 +189,12 @@ class Receiver:
             return
         if names or partial:
             now = {"backup_wal_last_archived_timestamp": time.time(), "backup_wal_archive_lag_seconds": 0}
-            metrics.record({"kind": "wal"}, now, self.settings.metrics_file, self.settings.pushgateway_url)
+            metrics.record(
+                metrics.with_instance({"kind": "wal"}, self.settings.instance),
+                now,
+                self.settings.metrics_file,
+                self.settings.pushgateway_url,
+            )
         if self.copier is not None:
             self.copier.submit(
                 [*names.values(), *([keys.wal_partial(partial, bool(self.recipients))] if partial else [])]

@@ -1,0 +1,65 @@
+"""The deploy step: the work pool, every deployment (prefect.yaml, or made from it per instance) with `prefect
+deploy`, and the automations beside them, applied together against the server of PREFECT_API_URL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+from prefect import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL
+
+from sppg_backup.deployments.serve import prefect_yaml
+from sppg_backup.errors import ConfigError
+from sppg_backup.instances import instance_deployments, read_instances
+
+POOL = "sppg-backup"
+HEADER = "# Made by `sppg-backup deployments --instances {source}` from prefect.yaml: edit those, not this file.\n"
+
+
+def deployments_file(instances_file: Path | None) -> tuple[str, int]:
+    """The text of the deployments file to deploy, and how many deployments it holds."""
+    base = yaml.safe_load(prefect_yaml().read_text())
+    if instances_file is None:
+        return prefect_yaml().read_text(), len(base["deployments"])
+    made = instance_deployments(base, read_instances(instances_file))
+    text = HEADER.format(source=instances_file) + yaml.safe_dump(made, sort_keys=False, width=120)
+    return text, len(made["deployments"])
+
+
+def ensure_pool() -> bool:
+    """The process work pool `sppg-backup`; True when it was made now."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(POOL)
+            return False
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
+            return True
+
+
+def apply(text: str) -> str:
+    """Deploy `text` (a prefect.yaml) with `prefect deploy --all` from the checkout; its output."""
+    if not PREFECT_API_URL.value():
+        raise ConfigError("PREFECT_API_URL is not set: the deployments go to a Prefect server (export its /api URL)")
+    ensure_pool()
+    root = prefect_yaml().parent  # entrypoints are relative to the checkout
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=root, prefix=".deploy-") as file:
+        file.write(text)
+        file.flush()
+        prefect = str(Path(sys.executable).with_name("prefect"))
+        done = subprocess.run(
+            [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", file.name],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        raise ConfigError(f"prefect deploy failed: {lines[-1] if lines else done.returncode}")
+    return done.stdout
