@@ -14,6 +14,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
+from sppg_backup.deployments.automations import apply_automations, automations
 from sppg_backup.deployments.serve import prefect_yaml
 from sppg_backup.errors import ConfigError
 from sppg_backup.instances import instance_deployments, read_instances
@@ -43,10 +44,12 @@ def ensure_pool() -> bool:
             return True
 
 
-def apply(text: str) -> str:
-    """Deploy `text` (a prefect.yaml) with `prefect deploy --all` from the checkout; its output."""
+def apply(text: str, crash_after: int, urls: list[str]) -> list[str]:
+    """Deploy `text` (a prefect.yaml) with `prefect deploy --all` from the checkout, then the automations (a run
+    silent for `crash_after` s is Crashed, and `urls` are told); the automations' names."""
     if not PREFECT_API_URL.value():
         raise ConfigError("PREFECT_API_URL is not set: the deployments go to a Prefect server (export its /api URL)")
+    automations(crash_after, None)  # a bad --crash-after or automations.yaml before anything is deployed
     ensure_pool()
     root = prefect_yaml().parent  # entrypoints are relative to the checkout
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=root, prefix=".deploy-") as file:
@@ -62,4 +65,4 @@ def apply(text: str) -> str:
     if done.returncode != 0:
         lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
         raise ConfigError(f"prefect deploy failed: {lines[-1] if lines else done.returncode}")
-    return done.stdout
+    return apply_automations(crash_after, urls)

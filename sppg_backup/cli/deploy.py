@@ -22,6 +22,9 @@ def deployments_command(
         bool,
         typer.Option("--apply", help="Create the pool, deploy them (prefect deploy) and apply the automations."),
     ] = False,
+    crash_after: Annotated[
+        int, typer.Option("--crash-after", help="Seconds without a heartbeat before a run is marked Crashed.")
+    ] = 300,
 ) -> None:
     """Every deployment of prefect.yaml, once per instance with --instances: written (--write), applied to the
     server of PREFECT_API_URL (--apply), or printed."""
@@ -33,7 +36,12 @@ def deployments_command(
         given.run(write.write_text, text)
         out.print(f"wrote {count} deployments to {write}", highlight=False)
     if apply:
-        given.run(deploy.apply, text)
+        settings = given.settings()
+        urls = [*settings.notify_urls, *settings.notify_warning_urls, *settings.notify_critical_urls]
+        names = given.run(deploy.apply, text, crash_after, urls)
         out.print(f"deployed {count} deployments", highlight=False)
+        told = f"{len(urls)} notification URLs are told" if urls else "nobody is told (no NOTIFY_*_URLS here)"
+        for name in names:
+            out.print(f"automation '{name}': after {crash_after} s without a heartbeat; {told}", highlight=False)
     if write is None and not apply:
         print(text, end="")

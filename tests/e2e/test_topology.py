@@ -22,7 +22,7 @@ from sppg_backup.sandbox.clusters import Cluster, free_port, prefect_database, w
 from sppg_backup.settings import load_settings
 from sppg_backup.storage import open_storage
 from tests.e2e.client import deployment, trigger, wait_final
-from tests.e2e.conftest import PREFECT, ROOT
+from tests.e2e.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 BIN = str(Path(sys.executable).parent)
@@ -59,11 +59,12 @@ def test_the_readme_topology_runs_a_backup_on_the_database_hosts_worker(
         with open(tmp_path / "server.log", "wb") as log:
             processes.append(subprocess.Popen(command, env=server_env, stdout=log, stderr=log))
         wait_for(api + "/health", processes[0], tmp_path / "server.log", 120)
-        # README: the pool, then every deployment on its queue
+        # README: the pool, every deployment on its queue, the automations
         client_env = {**os.environ, "PREFECT_API_URL": api}
-        for step in (["work-pool", "create", "sppg-backup", "--type", "process"], ["--no-prompt", "deploy", "--all"]):
-            done = subprocess.run([PREFECT, *step], cwd=ROOT, env=client_env, capture_output=True, text=True)
-            assert done.returncode == 0, done.stdout + done.stderr
+        deploy = [f"{BIN}/sppg-backup", "deployments", "--apply"]  # the README's deploy step, from the checkout
+        done = subprocess.run(deploy, cwd=ROOT, env=client_env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "automation 'sppg-backup: a run whose heartbeats stopped is Crashed': after 300 s" in done.stdout
         # the database host's worker, as its unit starts it
         command, env, service = unit("sppg-backup-worker@.service", "database")
         assert command[1:6] == ["worker", "start", "--pool", "sppg-backup", "--work-queue"] and command[6] == "database"

@@ -109,3 +109,16 @@ def test_a_deployment_belongs_to_its_instance_only() -> None:
     assert belongs(["backup", "instance:site-a"], "site-a")
     assert not belongs(["backup", "instance:site-b"], "site-a")
     assert not belongs(["backup", "instance:site-a"], None) and belongs(["backup"], None)
+
+
+def test_the_crash_automation_takes_the_window_and_leaves_the_notification_out_without_urls() -> None:
+    from sppg_backup.deployments.automations import automations
+
+    (told,) = automations(120, "00000000-0000-0000-0000-000000000001")
+    assert told.trigger.within.total_seconds() == 120  # type: ignore[union-attr]
+    assert [a.type for a in told.actions] == ["change-flow-run-state", "send-notification"]
+    assert "No heartbeat for 120 s" in told.actions[0].message  # type: ignore[union-attr]
+    (silent,) = automations(300, None)
+    assert [a.type for a in silent.actions] == ["change-flow-run-state"]
+    with pytest.raises(ConfigError, match="--crash-after 30: at least 75 s"):
+        automations(30, None)

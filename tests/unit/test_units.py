@@ -59,8 +59,9 @@ def test_the_compose_topology_is_valid_and_matches_the_units(tmp_path: Path) -> 
     )
     assert server["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"].endswith("lease_storage.filesystem")
     assert services["prefect-db"]["environment"]["POSTGRES_PASSWORD"] == "pw-of-the-test"
-    assert "prefect --no-prompt deploy --all" in services["deploy"]["command"][0]
+    assert services["deploy"]["command"] == ["deployments", "--apply"]  # pool, prefect deploy, automations
     worker = services["worker-database"]
+    assert worker["environment"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "60"  # within the automation's 300 s
     assert worker["command"][:5] == ["worker", "start", "--pool", "sppg-backup", "--work-queue"]
     assert worker["command"][5] == "database" and worker["environment"]["SPPG_BACKUP_DATABASE_URL"].startswith(
         "postgresql"
