@@ -8,7 +8,8 @@ instance, `deployments --instances` made from prefect.yaml and deployed by the d
 automations), each instance's `backup-database` (database queue) and `backup-files` (application queue) due in
 the same minute. The server's scheduler makes the runs; a worker on each queue runs them, as many at once as
 come. Reports: every run completed, none twice, none lost; the time from the scheduled minute to the last
-completion; the queueing delay (a run's start after its scheduled time); the server's memory (idle and peak).
+completion; the queueing delay (a worker took the run: Pending) and the start delay (its process began the flow:
+Running), both after the scheduled time; the server's memory (idle and peak).
 """
 
 from __future__ import annotations
@@ -98,7 +99,22 @@ def read_runs(api: str, due: datetime) -> list[Any]:
 
     window = FlowRunFilterExpectedStartTime(after_=due - timedelta(seconds=1), before_=due + timedelta(seconds=59))
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-        return client.read_flow_runs(flow_run_filter=FlowRunFilter(expected_start_time=window), limit=1000)
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(expected_start_time=window), limit=200)
+
+
+def picked_up(api: str, runs: list[Any]) -> list[float]:
+    """Seconds from each run's scheduled time to its worker taking it (its Pending state): the queueing alone,
+    before its process starts."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    delays = []
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        for run in runs:
+            pending = [s.timestamp for s in client.read_flow_run_states(run.id) if s.name == "Pending"]
+            if pending:
+                delays.append((min(pending) - run.expected_start_time).total_seconds())
+    return sorted(delays)
 
 
 def one_size(n: int, scale: int, work: Path) -> dict[str, Any]:
@@ -136,11 +152,14 @@ def one_size(n: int, scale: int, work: Path) -> dict[str, Any]:
         # due in the first whole minute that leaves the deploy step and the scheduler's 60 s loop time to act
         due = (datetime.now(WIB) + timedelta(seconds=150)).replace(second=0, microsecond=0) + timedelta(minutes=1)
         text = fleet_file(instances, due)
-        os.environ["PREFECT_API_URL"] = api
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
         from sppg_backup.deployments.apply import apply
 
+        os.environ["PREFECT_API_URL"] = api  # for prefect deploy
         began = time.perf_counter()
-        apply(text, 300, [])
+        with temporary_settings({PREFECT_API_URL: api}):
+            apply(text, 300, [])
         deploy_seconds = time.perf_counter() - began
         print(f"N={n}: deployed {2 * n} deployments in {deploy_seconds:.0f} s; due {due:%H:%M} WIB", flush=True)
         worker_env = base | {"PREFECT_API_URL": api, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "60"}
@@ -164,7 +183,7 @@ def one_size(n: int, scale: int, work: Path) -> dict[str, Any]:
                 break
             time.sleep(5)
         sampler.stop.set()
-        return report(n, due, runs, idle, sampler.peak, deploy_seconds)
+        return report(n, due, runs, picked_up(api, runs), idle, sampler.peak, deploy_seconds)
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -173,7 +192,9 @@ def one_size(n: int, scale: int, work: Path) -> dict[str, Any]:
         meta.stop()
 
 
-def report(n: int, due: datetime, runs: list[Any], idle: int, peak: int, deploy_seconds: float) -> dict[str, Any]:
+def report(
+    n: int, due: datetime, runs: list[Any], pickups: list[float], idle: int, peak: int, deploy_seconds: float
+) -> dict[str, Any]:
     by_deployment: dict[Any, list[Any]] = {}
     for run in runs:
         by_deployment.setdefault(run.deployment_id, []).append(run)
@@ -189,8 +210,10 @@ def report(n: int, due: datetime, runs: list[Any], idle: int, peak: int, deploy_
         "lost": 2 * n - len(by_deployment),
         "states": sorted({r.state.name for r in runs if r.state}),
         "due_to_last_completion_seconds": round((last_end - due).total_seconds(), 1) if last_end else None,
-        "queue_delay_median_seconds": round(statistics.median(delays), 1) if delays else None,
-        "queue_delay_max_seconds": round(delays[-1], 1) if delays else None,
+        "pickup_delay_median_seconds": round(statistics.median(pickups), 1) if pickups else None,
+        "pickup_delay_max_seconds": round(pickups[-1], 1) if pickups else None,
+        "start_delay_median_seconds": round(statistics.median(delays), 1) if delays else None,
+        "start_delay_max_seconds": round(delays[-1], 1) if delays else None,
         "run_seconds_median": round(
             statistics.median((r.end_time - r.start_time).total_seconds() for r in completed), 1
         )
@@ -214,16 +237,17 @@ def main() -> None:
         print(json.dumps(result), flush=True)
         results.append(result)
     print(
-        "\n| N | runs (completed / made / expected) | twice | lost | due -> last done | queue delay median / max "
-        "| run median | server RSS idle / peak | deploy |"
+        "\n| N | runs completed / made / expected | twice | lost | due -> last done | picked up after (median / max) "
+        "| running after (median / max) | run (median) | server RSS idle / peak | deploy |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['instances']} | {r['completed']} / {r['runs_made']} / {r['runs_expected']} | {r['twice']} | "
-            f"{r['lost']} | {r['due_to_last_completion_seconds']} s | {r['queue_delay_median_seconds']} / "
-            f"{r['queue_delay_max_seconds']} s | {r['run_seconds_median']} s | {r['server_rss_idle_mb']} / "
-            f"{r['server_rss_peak_mb']} MB | {r['deploy_seconds']} s |"
+            f"{r['lost']} | {r['due_to_last_completion_seconds']} s | {r['pickup_delay_median_seconds']} / "
+            f"{r['pickup_delay_max_seconds']} s | {r['start_delay_median_seconds']} / {r['start_delay_max_seconds']} s "
+            f"| {r['run_seconds_median']} s | {r['server_rss_idle_mb']} / {r['server_rss_peak_mb']} MB | "
+            f"{r['deploy_seconds']} s |"
         )
     print(f"at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 from prefect import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
@@ -44,15 +45,17 @@ def ensure_pool() -> bool:
             return True
 
 
-def apply(text: str, crash_after: int, urls: list[str]) -> list[str]:
+def apply(text: str, crash_after: int, urls: list[str]) -> tuple[list[str], str]:
     """Deploy `text` (a prefect.yaml) with `prefect deploy --all` from the checkout, then the automations (a run
-    silent for `crash_after` s is Crashed, and `urls` are told); the automations' names."""
+    silent for `crash_after` s is Crashed, and `urls` are told); the automations' names and who is told."""
     if not PREFECT_API_URL.value():
         raise ConfigError("PREFECT_API_URL is not set: the deployments go to a Prefect server (export its /api URL)")
     automations(crash_after, None)  # a bad --crash-after or automations.yaml before anything is deployed
     ensure_pool()
     root = prefect_yaml().parent  # entrypoints are relative to the checkout
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=root, prefix=".deploy-") as file:
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".yaml", prefix="sppg-deploy-"
+    ) as file:  # the checkout may be read-only
         file.write(text)
         file.flush()
         prefect = str(Path(sys.executable).with_name("prefect"))
@@ -62,7 +65,18 @@ def apply(text: str, crash_after: int, urls: list[str]) -> list[str]:
             capture_output=True,
             text=True,
         )
-    if done.returncode != 0:
-        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-        raise ConfigError(f"prefect deploy failed: {lines[-1] if lines else done.returncode}")
+    if done.returncode != 0:  # its words, without the boxes it draws around them
+        words = [line.strip(" │╭╮╰╯─") for line in (done.stderr + done.stdout).splitlines()]
+        said = " ".join(w for w in words if w)[-600:]
+        raise ConfigError(f"prefect deploy failed (exit {done.returncode}): {said}")
     return apply_automations(crash_after, urls)
+
+
+def stale(text: str) -> list[str]:
+    """Deployments of the pool that `text` does not hold (an instance taken out of the file, the plain ones left
+    from before instances): they still run on their schedules, with whatever settings their worker has."""
+    wanted = {(d["entrypoint"], d["name"]) for d in yaml.safe_load(text)["deployments"]}
+    with get_client(sync_client=True) as client:
+        found = client.read_deployments(work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[POOL])))
+        flows = {f.id: f.name for f in client.read_flows()} if found else {}
+    return sorted(f"{flows.get(d.flow_id, '?')}/{d.name}" for d in found if (d.entrypoint, d.name) not in wanted)

@@ -11,8 +11,10 @@ import yaml
 from prefect import get_client
 from prefect.blocks.notifications import SlackWebhook
 from prefect.events.schemas.automations import AutomationCore
+from prefect.exceptions import ObjectNotFound
 from pydantic import SecretStr, ValidationError
 
+from sppg_backup.deployments.serve import prefect_yaml
 from sppg_backup.errors import ConfigError
 
 BLOCK = "sppg-backup-crashed"
@@ -20,22 +22,23 @@ MIN_CRASH_AFTER = 75  # two heartbeats at Prefect's shortest interval (30 s), an
 
 
 def _automations_yaml() -> Path:
-    return Path(__file__).resolve().parents[1] / "automations.yaml"
+    """Beside prefect.yaml, in the checkout (an installed package has neither)."""
+    return prefect_yaml().parent / "automations.yaml"
 
 
-def crash_block(urls: list[str]) -> Any:
+def crash_block(urls: list[str]) -> tuple[Any, str]:
     """The block the server notifies through: Prefect's apprise block (its Slack type takes any apprise URL, and
-    a comma-separated list of them); None, and any old one removed, without URLs."""
+    a comma-separated list of them), and who it tells. Without URLs the block applied before stays: a deploy from a
+    shell without the settings must not silence the on-call phone."""
+    if urls:
+        block = SlackWebhook(url=SecretStr(",".join(urls)), notify_type="failure")
+        return block.save(BLOCK, overwrite=True), f"{len(urls)} notification URLs are told"
     with get_client(sync_client=True) as client:
-        if not urls:
-            try:
-                found = client.read_block_document_by_name(BLOCK, "slack-webhook")
-                client.delete_block_document(found.id)
-            except Exception:  # none there: nothing to remove
-                pass
-            return None
-    block = SlackWebhook(url=SecretStr(",".join(urls)), notify_type="failure")
-    return block.save(BLOCK, overwrite=True)
+        try:
+            found = client.read_block_document_by_name(BLOCK, "slack-webhook")
+        except ObjectNotFound:
+            return None, "nobody is told (no NOTIFY_*_URLS in these settings)"
+    return found.id, f"the URLs of the block {BLOCK} applied before are told (none in these settings)"
 
 
 def automations(crash_after: int, block_id: Any) -> list[AutomationCore]:
@@ -64,9 +67,11 @@ def automations(crash_after: int, block_id: Any) -> list[AutomationCore]:
     return made
 
 
-def apply_automations(crash_after: int, urls: list[str]) -> list[str]:
-    """Create or update each automation by name (duplicates a hand-made copy left are removed); their names."""
-    wanted = automations(crash_after, crash_block(urls))
+def apply_automations(crash_after: int, urls: list[str]) -> tuple[list[str], str]:
+    """Create or update each automation by name (duplicates a hand-made copy left are removed); their names, and
+    who the crash alert tells."""
+    block, told = crash_block(urls)
+    wanted = automations(crash_after, block)
     with get_client(sync_client=True) as client:
         for automation in wanted:
             found = client.read_automations_by_name(automation.name)
@@ -76,4 +81,4 @@ def apply_automations(crash_after: int, urls: list[str]) -> list[str]:
                     client.delete_automation(extra.id)
             else:
                 client.create_automation(automation)
-    return [a.name for a in wanted]
+    return [a.name for a in wanted], told

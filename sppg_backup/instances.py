@@ -85,7 +85,8 @@ def instance_deployments(base: dict[str, Any], instances: list[Instance]) -> dic
                 raise ConfigError(f"prefect.yaml: deployment {entry['name']} is on queue {role!r}, not one of {QUEUES}")
             env = dict(pool.get("job_variables", {}).get("env", {}))
             env |= {ENV_PREFIX + "CONFIG": str(instance.config), ENV_PREFIX + "INSTANCE": instance.name}
-            entry["work_pool"] = {**pool, "work_queue_name": instance.queue(role), "job_variables": {"env": env}}
+            variables = {**pool.get("job_variables", {}), "env": env}
+            entry["work_pool"] = {**pool, "work_queue_name": instance.queue(role), "job_variables": variables}
             entry["name"] = f"{instance.name}-{entry['name']}"
             entry["tags"] = [*entry.get("tags", []), instance.tag]
             entry["description"] = f"[{instance.name}] {entry.get('description', '')}".rstrip()

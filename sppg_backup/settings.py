@@ -265,7 +265,8 @@ class Settings(BaseSettings):
         for name in INSTANCE_PLACES:
             value = data.get(name, cls.model_fields[name].default)
             if name == "replica_urls":
-                data[name] = [in_instance(url, instance) for url in _split_commas(value or [])]
+                if name in data:  # else left unset: a recovery keeps the set's replicas
+                    data[name] = [in_instance(url, instance) for url in _split_commas(value or [])]
             elif value not in (None, ""):
                 data[name] = in_instance(str(value), instance)
         return data
@@ -363,6 +364,28 @@ def _file_instance(path: Path) -> str | None:
     return found if isinstance(found, str) else None
 
 
+# What an instance's run may get from its worker's environment beside its settings file: anything else there (the
+# worker's own DATABASE_URL, say) would win over the file, and every instance would back up the same database.
+INSTANCE_RUN_VARIABLES = {ENV_PREFIX + name for name in ("CONFIG", "INSTANCE", "TARGET_PASSWORD")}
+
+
+def _check_instance_run(instance: str, path: Path | None) -> None:
+    """A run of one instance (SPPG_BACKUP_INSTANCE, set by its deployment) reads that instance's settings file."""
+    if path is None:
+        raise ConfigError(f"instance {instance}: no settings file (SPPG_BACKUP_CONFIG) names its database")
+    in_file = _file_instance(path)
+    if in_file is None:  # a template shared by instances would restore one's backup onto another's database
+        raise ConfigError(f'config file {path} names no instance: add instance = "{instance}" to it')
+    if in_file != instance:
+        raise ConfigError(f"config file {path} is the settings of instance {in_file}, not of {instance}")
+    stray = sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and n not in INSTANCE_RUN_VARIABLES)
+    if stray:
+        raise ConfigError(
+            f"{stray[0]} is set in the worker's environment: it would win over instance {instance}'s settings "
+            f"file {path} (every instance would get it); move it into the settings files"
+        )
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Read settings from overrides, environment, then the TOML file; raise ConfigError naming the bad one."""
     path = config_file or os.environ.get(ENV_PREFIX + "CONFIG") or None
@@ -372,9 +395,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     if unknown:  # a typo would otherwise leave the default in force, unnoticed (TOML keys are checked too)
         raise ConfigError(f"unknown setting {unknown[0]}: no such setting; `sppg-backup config show` lists them")
     given = os.environ.get(ENV_PREFIX + "INSTANCE")
-    in_file = _file_instance(Path(path)) if path else None
-    if given and in_file and in_file != given:  # a run of one instance handed another's settings file
-        raise ConfigError(f"config file {path} is the settings of instance {in_file}, not of {given}")
+    if given:
+        _check_instance_run(given, Path(path) if path else None)
     try:
         if not path:
             return Settings(**overrides)

@@ -25,7 +25,7 @@ from sppg_backup.full import system
 from sppg_backup.instances import belongs
 from sppg_backup.settings import Settings
 from sppg_backup.storage import Storage
-from sppg_backup.tasks.common import destinations
+from sppg_backup.tasks.common import destinations, of_instance
 
 log = logging.getLogger("sppg_backup.choices")
 MOST = 200  # newest first; older ones are still restored by id from the CLI
@@ -105,7 +105,10 @@ def offer_backups(settings: Settings, flows: tuple[str, ...] = tuple(MENUS)) -> 
         storage = destinations(settings).storage
         updated = 0
         with get_client(sync_client=True) as client:
-            found = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=list(flows))))
+            found = client.read_deployments(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=list(flows))),
+                deployment_filter=of_instance(settings.instance),
+            )
             found = [d for d in found if belongs(d.tags, settings.instance)]  # never another instance's form
             if not found:
                 return 0

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import Task
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
 from prefect.context import TaskRunContext
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 from prefect.utilities.hashing import hash_objects
 
 from sppg_backup.errors import TransientError
+from sppg_backup.instances import instance_tag
 from sppg_backup.ops import scratch
 from sppg_backup.ops.audit import AuditTrail, actor
 from sppg_backup.settings import ENV_PREFIX, Settings, load_settings
@@ -72,6 +74,12 @@ def run_name() -> str:
     if not instance or name.startswith(f"{instance}: "):
         return name
     return f"{instance}: {name}"
+
+
+def of_instance(instance: str | None) -> DeploymentFilter | None:
+    """The server's filter for an instance's deployments (a page of them, not of every instance's); None: all
+    (the caller keeps those of no instance)."""
+    return DeploymentFilter(tags=DeploymentFilterTags(all_=[instance_tag(instance)])) if instance else None
 
 
 def who() -> dict[str, str]:

@@ -29,7 +29,7 @@ from sppg_backup.instances import belongs
 from sppg_backup.ops import health, notify, replicas, report, schedules, stopped
 from sppg_backup.physical import receiver
 from sppg_backup.settings import Settings, mask_url
-from sppg_backup.tasks.common import destinations
+from sppg_backup.tasks.common import destinations, of_instance
 from sppg_backup.tasks.leftovers import leftovers
 from sppg_backup.tasks.reporting import measure, routes, tell
 
@@ -159,7 +159,9 @@ def schedule_alerts(settings: Settings, now: datetime) -> list[health.Alert]:
 def read_scheduled_runs(flow: str, now: datetime, instance: str | None = None) -> schedules.ScheduledRuns:
     """The flow's deployments (the instance's), its next Scheduled run and its newest scheduled run due by now."""
     with get_client(sync_client=True) as client:
-        deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])))
+        deployments = client.read_deployments(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])), deployment_filter=of_instance(instance)
+        )
         deployments = [d for d in deployments if belongs(d.tags, instance)]
         if not deployments:
             return schedules.ScheduledRuns(flow, 0)

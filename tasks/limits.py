@@ -106,6 +106,8 @@ def _free_dead(client: Any, name: str, found: tuple[dict[str, Any], Any] | None)
     earlier_try = record["flow_run"] == str(flow_run.get_id())  # this run retried after it crashed
     if run is not None and not earlier_try and not (run.state and run.state.is_final()):
         return False
+    if run is not None and run.state and (run.state.message or "").startswith(limits.CRASHED_BY_AUTOMATION):
+        return False  # perhaps alive behind a broken network: its lease, unrenewed for 75 s, decides
     with contextlib.suppress(ObjectNotFound):
         client.release_concurrency_slots_with_lease(UUID(record["lease"]))
     Variable.unset(limits.holder_variable(name))

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from sppg_backup.cli.common import Invocation, app, out
+from sppg_backup.cli.common import Invocation, app, err, out
+from sppg_backup.settings import Settings, load_settings
 
 
 @app.command("deployments")
@@ -36,12 +37,32 @@ def deployments_command(
         given.run(write.write_text, text)
         out.print(f"wrote {count} deployments to {write}", highlight=False)
     if apply:
-        settings = given.settings()
-        urls = [*settings.notify_urls, *settings.notify_warning_urls, *settings.notify_critical_urls]
-        names = given.run(deploy.apply, text, crash_after, urls)
+        urls = given.run(crash_alert_urls, given.settings(), instances)
+        names, told = given.run(deploy.apply, text, crash_after, urls)
         out.print(f"deployed {count} deployments", highlight=False)
-        told = f"{len(urls)} notification URLs are told" if urls else "nobody is told (no NOTIFY_*_URLS here)"
+        left = given.run(deploy.stale, text)
+        if left:
+            err.print(
+                f"[yellow]warning:[/yellow] {len(left)} deployments of the pool are not in this deploy and still run "
+                f"on their schedules: {', '.join(left[:6])}{' ...' if len(left) > 6 else ''}; delete the ones no "
+                "longer wanted (prefect deployment delete NAME)",
+                highlight=False,
+                soft_wrap=True,
+            )
         for name in names:
             out.print(f"automation '{name}': after {crash_after} s without a heartbeat; {told}", highlight=False)
     if write is None and not apply:
         print(text, end="")
+
+
+def crash_alert_urls(settings: Settings, instances: Path | None) -> list[str]:
+    """Who hears of a run whose worker died: every notification URL of these settings and of each instance's
+    settings file that is on this host (each once)."""
+    from sppg_backup.instances import read_instances
+
+    found = [
+        settings,
+        *(load_settings(i.config) for i in (read_instances(instances) if instances else []) if i.config.is_file()),
+    ]
+    urls = [url for each in found for url in (*each.notify_urls, *each.notify_warning_urls, *each.notify_critical_urls)]
+    return list(dict.fromkeys(urls))

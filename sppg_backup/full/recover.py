@@ -92,7 +92,7 @@ FROM_THE_SET = frozenset((
     "max_backup_age_hours", "size_drop_ratio", "storage_alert_ratio", "bucket_quota_bytes", "uploads_dir",
     "config_paths", "app_dir", "docker_images", "health_url", "health_timeout_seconds", "files_retention_days",
     "files_keep_versions", "scheduled_flows", "pitr", "replication_slot", "wal_upload_interval_seconds",
-    "wal_stall_minutes", "slot_max_retained_bytes", "base_max_age_days",
+    "wal_stall_minutes", "slot_max_retained_bytes", "base_max_age_days", "instance",
 ))
 # fmt: on
 

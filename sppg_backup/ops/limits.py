@@ -18,6 +18,9 @@ PREFIX = "sppg-backup:"
 # memory, so each command's temporary server would see only its own and a restarted server would hold a dead run's
 # slot for good.
 LEASES_IN_FILES = ("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect.server.concurrency.lease_storage.filesystem")
+# How the server's automation (automations.yaml) begins the message of a run it marked Crashed: such a run may only
+# have been cut off from the server, so its slot goes when its lease runs out, not at once.
+CRASHED_BY_AUTOMATION = "No heartbeat for"
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9_.@:+-]+")  # Prefect bans / % & > <; a name is also a URL path segment
 
 
@@ -37,7 +40,9 @@ def names(settings: Settings, kinds: tuple[Kind, ...], database_url: str | None 
     found = []
     if DATABASE in kinds:
         target = parse(database_url or settings.database_url)[0]
-        found.append(f"{PREFIX}database:{_clean(target.database)}@{_clean(target.host)}:{target.port}")
+        # an instance's own: two instances on two hosts may both name localhost:5432
+        where = f"{_clean(settings.instance)}:" if settings.instance else ""
+        found.append(f"{PREFIX}database:{where}{_clean(target.database)}@{_clean(target.host)}:{target.port}")
         found.append(f"{PREFIX}backups:{storage_label(settings.storage_url)}")
     if FILES in kinds:
         found.append(f"{PREFIX}files:{storage_label(settings.storage_url)}")

@@ -47,8 +47,9 @@ def _load(path: Path) -> dict[tuple[str, Labels], float]:
     if path.exists():
         for family in text_string_to_metric_families(path.read_text()):
             for sample in family.samples:
-                if sample.name in HELP:
-                    values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+                if sample.name in HELP:  # an empty label is no label (see _registry)
+                    labels = tuple(sorted((k, v) for k, v in sample.labels.items() if v != ""))
+                    values[(sample.name, labels)] = sample.value
     return values
 
 
@@ -77,10 +78,14 @@ def record(labels: dict[str, str], values: dict[str, float], textfile: Path | No
 
 
 def _registry(values: dict[tuple[str, Labels], float]) -> CollectorRegistry:
+    """One gauge per metric with the label names of all its series (an instance's `erp_instance` beside a series
+    written without it): a missing label is empty, which Prometheus reads as no label at all."""
+    names: dict[str, set[str]] = {}
+    for name, labels in values:
+        names.setdefault(name, set()).update(k for k, _ in labels)
     registry = CollectorRegistry()
-    gauges: dict[str, Gauge] = {}
+    gauges = {name: Gauge(name, HELP[name], sorted(found), registry=registry) for name, found in names.items()}
     for (name, labels), value in sorted(values.items()):
-        if name not in gauges:
-            gauges[name] = Gauge(name, HELP[name], [k for k, _ in labels], registry=registry)
-        gauges[name].labels(**dict(labels)).set(value)
+        given = dict(labels)
+        gauges[name].labels(**{k: given.get(k, "") for k in sorted(names[name])}).set(value)
     return registry

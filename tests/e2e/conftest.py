@@ -34,16 +34,16 @@ def deployed(prefect_server: str) -> str:
     return prefect_server
 
 
-def quiet_frequent_schedules(url: str) -> None:
+def quiet_frequent_schedules(url: str, every_one: bool = False) -> None:
     """Turn off the schedules that would fire during the tests (uploads every 5 minutes, health every 15) so
-    their runs do not load the worker; the daily and weekly ones stay as deployed."""
+    their runs do not load the worker; the daily and weekly ones stay as deployed (unless `every_one`)."""
     from tests.e2e.client import api
 
     async def work(client: Any) -> None:
         for found in await client.read_deployments():
             for schedule in found.schedules:
                 cron = getattr(schedule.schedule, "cron", "")
-                if cron.startswith("*/"):
+                if cron.startswith("*/") or every_one:
                     await client.update_deployment_schedule(found.id, schedule.id, active=False)
 
     api(url, work)

@@ -52,13 +52,18 @@ def test_two_instances_deployed_from_one_file_never_see_each_others_backups(
     with prefect_server(tmp_path / "prefect", prefect_database(postgres_cluster, "prefect_instances")) as api:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SPPG_BACKUP_")} | {"PREFECT_API_URL": api}
         cli = str(Path(sys.executable).with_name("sppg-backup"))
+        base = len(yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"])
+        plain = subprocess.run([cli, "deployments", "--apply"], env=env, capture_output=True, text=True)  # before
+        assert plain.returncode == 0 and "nobody is told" in plain.stdout, plain.stdout + plain.stderr
         done = subprocess.run(
             [cli, "deployments", "--instances", str(listed), "--apply"], env=env, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stdout + done.stderr
-        base = len(yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"])
         assert f"deployed {2 * base} deployments" in done.stdout
-        quiet_frequent_schedules(api)
+        assert "1 notification URLs are told" in done.stdout  # the instances' own, each once
+        assert f"warning: {base} deployments of the pool are not in this deploy and still run" in done.stderr
+        assert "backup-database/daily" in done.stderr  # the plain ones from before: named, not deleted
+        quiet_frequent_schedules(api, every_one=True)  # only the test's runs
         # one worker on the database queue, its own settings those of neither instance's run
         worker = start_worker(api, configs["site-a"], tmp_path / "worker.log", "unix:///nonexistent")
         try:

@@ -83,17 +83,27 @@ def test_an_instance_keeps_its_catalog_copies_and_state_in_folders_of_its_own() 
     assert plain.storage_url == "gs://erp-backups/sppg" and plain.local_dir == Path("/backups")
 
 
-def test_a_run_of_one_instance_refuses_another_instances_settings_file(
+def test_a_run_of_one_instance_reads_that_instances_settings_file_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "b.toml").write_text('instance = "site-b"\nstorage_url = "file:///srv/backups"\n')
+    (tmp_path / "shared.toml").write_text('storage_url = "file:///srv/backups"\n')
+    (tmp_path / "a.toml").write_text('instance = "site-a"\nstorage_url = "file:///srv/backups"\n')
     assert load_settings(tmp_path / "b.toml").storage_url == "file:///srv/backups/site-b"
-    monkeypatch.setenv("SPPG_BACKUP_INSTANCE", "site-a")
+    monkeypatch.setenv("SPPG_BACKUP_INSTANCE", "site-a")  # as site-a's deployments set it
     with pytest.raises(ConfigError, match="is the settings of instance site-b, not of site-a"):
         load_settings(tmp_path / "b.toml")
-    monkeypatch.setenv("SPPG_BACKUP_INSTANCE", "Site A")
-    with pytest.raises(ConfigError, match="SPPG_BACKUP_INSTANCE: an instance name is lower-case"):
+    with pytest.raises(ConfigError, match='names no instance: add instance = "site-a" to it'):
+        load_settings(tmp_path / "shared.toml")  # a template: whose database would it restore onto?
+    with pytest.raises(ConfigError, match="no settings file .SPPG_BACKUP_CONFIG. names its database"):
         load_settings()
+    assert load_settings(tmp_path / "a.toml").storage_url == "file:///srv/backups/site-a"
+    monkeypatch.setenv("SPPG_BACKUP_DATABASE_URL", "postgresql://backup@db/erp_sppg")  # the worker's own
+    with pytest.raises(ConfigError, match="SPPG_BACKUP_DATABASE_URL is set in the worker's environment: it would"):
+        load_settings(tmp_path / "a.toml")
+    monkeypatch.delenv("SPPG_BACKUP_INSTANCE")
+    with pytest.raises(ConfigError, match="SPPG_BACKUP_INSTANCE: an instance name is lower-case"):
+        load_settings(instance="Site A")
 
 
 def test_instances_metrics_stay_apart_in_one_textfile(tmp_path: Path) -> None:
@@ -122,3 +132,31 @@ def test_the_crash_automation_takes_the_window_and_leaves_the_notification_out_w
     assert [a.type for a in silent.actions] == ["change-flow-run-state"]
     with pytest.raises(ConfigError, match="--crash-after 30: at least 75 s"):
         automations(30, None)
+
+
+def test_a_textfile_shared_with_a_writer_of_no_instance_keeps_both(tmp_path: Path) -> None:
+    prom = tmp_path / "sppg.prom"
+    metrics.record({"kind": "wal"}, {"backup_last_success_timestamp": 1.0}, prom, None)  # e.g. the WAL receiver
+    metrics.record(metrics.with_instance({"kind": "db"}, "site-a"), {"backup_last_success_timestamp": 2.0}, prom, None)
+    metrics.record({"kind": "wal"}, {"backup_last_success_timestamp": 3.0}, prom, None)  # again: no duplicate
+    lines = [line for line in prom.read_text().splitlines() if line.startswith("backup_last_success_timestamp")]
+    assert sorted(lines) == [
+        'backup_last_success_timestamp{erp_instance="",kind="wal"} 3.0',
+        'backup_last_success_timestamp{erp_instance="site-a",kind="db"} 2.0',
+    ]
+
+
+def test_two_instances_on_hosts_that_both_say_localhost_take_limits_of_their_own() -> None:
+    from sppg_backup.ops.limits import DATABASE, names
+
+    a, b = (load_settings(instance=site, database_url="postgresql://backup@localhost/erp_sppg") for site in ("a", "b"))
+    assert set(names(a, (DATABASE,))).isdisjoint(names(b, (DATABASE,)))
+    assert "sppg-backup:database:a:erp_sppg@localhost:5432" in names(a, (DATABASE,))
+
+
+def test_the_crash_message_is_the_one_the_slot_release_knows() -> None:
+    from sppg_backup.deployments.automations import automations
+    from sppg_backup.ops.limits import CRASHED_BY_AUTOMATION
+
+    (crash,) = automations(300, None)
+    assert crash.actions[0].message.startswith(CRASHED_BY_AUTOMATION)  # type: ignore[union-attr]
