@@ -107,7 +107,7 @@ def _free_dead(client: Any, name: str, found: tuple[dict[str, Any], Any] | None)
     if run is not None and not earlier_try and not (run.state and run.state.is_final()):
         return False
     if run is not None and run.state and (run.state.message or "").startswith(limits.CRASHED_BY_AUTOMATION):
-        return False  # perhaps alive behind a broken network: its lease, unrenewed for 75 s, decides
+        return False  # perhaps alive behind a broken network: its lease, unrenewed for a minute, decides
     with contextlib.suppress(ObjectNotFound):
         client.release_concurrency_slots_with_lease(UUID(record["lease"]))
     Variable.unset(limits.holder_variable(name))
