@@ -26,9 +26,10 @@ HEADER = "# Made by `sppg-backup deployments --instances {source}` from prefect.
 
 def deployments_file(instances_file: Path | None) -> tuple[str, int]:
     """The text of the deployments file to deploy, and how many deployments it holds."""
-    base = yaml.safe_load(prefect_yaml().read_text())
+    plain = prefect_yaml().read_text()
+    base = yaml.safe_load(plain)
     if instances_file is None:
-        return prefect_yaml().read_text(), len(base["deployments"])
+        return plain, len(base["deployments"])
     made = instance_deployments(base, read_instances(instances_file))
     text = HEADER.format(source=instances_file) + yaml.safe_dump(made, sort_keys=False, width=120)
     return text, len(made["deployments"])
@@ -53,9 +54,8 @@ def apply(text: str, crash_after: int, urls: list[str]) -> tuple[list[str], str]
     automations(crash_after, None)  # a bad --crash-after or automations.yaml before anything is deployed
     ensure_pool()
     root = prefect_yaml().parent  # entrypoints are relative to the checkout
-    with tempfile.NamedTemporaryFile(
-        "w", suffix=".yaml", prefix="sppg-deploy-"
-    ) as file:  # the checkout may be read-only
+    # in the temp folder: the checkout may be read-only (the image runs as a user who does not own it)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="sppg-deploy-") as file:
         file.write(text)
         file.flush()
         prefect = str(Path(sys.executable).with_name("prefect"))
